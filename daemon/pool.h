@@ -1,0 +1,83 @@
+/*
+ * pool.h - the upstream connection pool: the one place that decides when
+ * a connection is reused, opened, kept idle or closed.
+ *
+ * Connections are grouped by a key made of the normalized connection
+ * string (which includes the TLS profile name) and the security context
+ * digest.  Per key there are at most pool.max_connections_per_key
+ * connections, counting those being opened, idle and busy.  A request
+ * that finds none free waits in a FIFO queue for pool.wait_timeout
+ * seconds.
+ *
+ * Reuse rules, all in pool.c: an idle connection is handed out only while
+ * it is usable (no EOF, error or 421 seen while idle), younger than
+ * pool.max_connection_age and under pool.max_messages_per_connection; an
+ * idle one is closed with QUIT after pool.idle_timeout.  Every declined
+ * reuse is logged with its reason.
+ */
+#ifndef SMTPOOL_POOL_H
+#define SMTPOOL_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "connstr.h"
+#include "smtp.h"
+
+#define POOL_MAX_KEY	512
+
+struct server;
+struct pool;
+struct pool_wait;
+
+/* Everything that separates one group of connections from another. */
+struct pool_key {
+	struct connstr	server;
+	/* Digest of the security context; "" while a session has none. */
+	char		security[65];
+	/* "TLS:host+465:profile|security" */
+	char		text[POOL_MAX_KEY];
+};
+
+/* Receives a connection for the request, or conn == NULL and failure
+ * filled.  The receiver owns conn until pool_release(). */
+typedef void pool_acquire_cb(struct smtp_conn *conn,
+    const struct smtp_result *failure, void *arg);
+
+/* Fills key->text from the other fields. */
+void pool_key_init(struct pool_key *, const struct connstr *,
+    const char *security);
+
+struct pool *pool_new(struct server *);
+/* Closes every connection (QUIT on idle ones) and frees the pool. */
+void pool_free(struct pool *);
+
+/*
+ * Requests a connection for key on behalf of a session.  With fresh set,
+ * an idle connection is never taken: a new one is opened (used to retry a
+ * transaction after a pooled connection died).  cb always runs later from
+ * the event loop, never inside this call.  Returns NULL on ENOMEM.
+ */
+struct pool_wait *pool_acquire(struct pool *, const struct pool_key *key,
+    int fresh, uint64_t session, pool_acquire_cb *cb, void *arg);
+/* Withdraws a request whose callback has not run yet. */
+void pool_cancel(struct pool_wait *);
+
+/* Gives back a connection.  With reusable clear (or when the connection
+ * is no longer usable or is over its limits) it is closed. */
+void pool_release(struct pool *, struct smtp_conn *, int reusable);
+
+/* Counts for logs and status output. */
+struct pool_totals {
+	unsigned	keys;
+	unsigned	idle;
+	unsigned	busy;
+	unsigned	opening;
+	unsigned	waiting;
+	uint64_t	opened;
+	uint64_t	reused;
+};
+
+void pool_get_totals(const struct pool *, struct pool_totals *);
+
+#endif
