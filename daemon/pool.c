@@ -96,8 +96,14 @@ pool_key_init(struct pool_key *key, const struct connstr *server,
 	snprintf(key->security, sizeof(key->security), "%s",
 	    security != NULL ? security : "");
 	connstr_format(server, normalized, sizeof(normalized));
-	snprintf(key->text, sizeof(key->text), "%.*s|%.64s",
-	    (int)sizeof(normalized) - 1, normalized, key->security);
+	/* The security part is left out while there is none, so the key
+	 * reads as the normalized connection string in logs. */
+	if (key->security[0] == '\0')
+		snprintf(key->text, sizeof(key->text), "%.*s",
+		    (int)sizeof(normalized) - 1, normalized);
+	else
+		snprintf(key->text, sizeof(key->text), "%.*s|%.64s",
+		    (int)sizeof(normalized) - 1, normalized, key->security);
 }
 
 struct pool *

@@ -35,7 +35,8 @@ struct pool_key {
 	struct connstr	server;
 	/* Digest of the security context; "" while a session has none. */
 	char		security[65];
-	/* "TLS:host+465:profile|security" */
+	/* "TLS:host+465:profile", with "|security" appended when there is
+	 * a security context */
 	char		text[POOL_MAX_KEY];
 };
 

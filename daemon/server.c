@@ -317,6 +317,7 @@ server_finish_stop(struct server *server)
 		server_stop_timer = NULL;
 	}
 	/* QUIT goes to idle connections; their closing ends the loop. */
+	pool_get_totals(server->pool, &server->final_totals);
 	pool_free(server->pool);
 	server->pool = NULL;
 	if (server->ev_sigterm != NULL)
@@ -405,8 +406,6 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
 int
 server_run(struct server *server)
 {
-	struct pool_totals	totals;
-
 	signal(SIGPIPE, SIG_IGN);
 	server->ev_sigterm = evsignal_new(server->base, SIGTERM,
 	    server_signal_cb, server);
@@ -426,17 +425,13 @@ server_run(struct server *server)
 	if (event_base_dispatch(server->base) == -1)
 		return -1;
 
-	if (server->pool != NULL) {
-		pool_get_totals(server->pool, &totals);
-		log_event(LOG_LEVEL_NOTICE, 0, "-", "daemon.stopped",
-		    "sessions=%llu opened=%llu reused=%llu",
-		    (unsigned long long)server->sessions_total,
-		    (unsigned long long)totals.opened,
-		    (unsigned long long)totals.reused);
-	} else
-		log_event(LOG_LEVEL_NOTICE, 0, "-", "daemon.stopped",
-		    "sessions=%llu",
-		    (unsigned long long)server->sessions_total);
+	if (server->pool != NULL)
+		pool_get_totals(server->pool, &server->final_totals);
+	log_event(LOG_LEVEL_NOTICE, 0, "-", "daemon.stopped",
+	    "sessions=%llu opened=%llu reused=%llu",
+	    (unsigned long long)server->sessions_total,
+	    (unsigned long long)server->final_totals.opened,
+	    (unsigned long long)server->final_totals.reused);
 	return 0;
 }
 

@@ -14,9 +14,9 @@
 #include <event2/listener.h>
 
 #include "config.h"
+#include "pool.h"
 #include "tlsctx.h"
 
-struct pool;
 struct session;
 
 TAILQ_HEAD(session_list, session);
@@ -39,6 +39,7 @@ struct server {
 	struct session_list	 sessions;
 	unsigned		 nsessions;
 	uint64_t		 sessions_total;
+	struct pool_totals	 final_totals;	/* kept when the pool goes */
 
 	char			 helo_name[256];
 	char			 spool_dir[256];

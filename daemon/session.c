@@ -80,8 +80,10 @@ struct session {
 	struct pool_key		 logon_key;
 	struct pool_key		 pending_key;	/* LOGON in progress */
 
-	/* The last SMTP reply this session's operations received. */
+	/* The last SMTP reply this session's operations received, and
+	 * whether the current request received it. */
 	int			 have_response;
+	int			 response_is_current;
 	int			 last_code;
 	char			 last_enhanced[REPLY_MAX_ENHANCED + 1];
 	char			 last_text[PROTO_MAX_SMTP_TEXT + 1];
@@ -183,9 +185,11 @@ session_reply(struct session *s, int32_t status, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
+	/* A reply carries the SMTP code only of an exchange made for this
+	 * request; GET_RESPONSE gives the session's last one. */
 	session_write_frame(s, PROTO_OP_REPLY, status,
-	    s->have_response ? s->last_code : 0,
-	    s->have_response ? s->last_enhanced : "", message, NULL, 0);
+	    s->response_is_current ? s->last_code : 0,
+	    s->response_is_current ? s->last_enhanced : "", message, NULL, 0);
 }
 
 /* Reports a broken frame, then disconnects the client once the ERROR
@@ -210,6 +214,7 @@ session_record_reply(struct session *s, const struct smtp_result *r)
 	if (r == NULL || r->code == 0)
 		return;
 	s->have_response = 1;
+	s->response_is_current = 1;
 	s->last_code = r->code;
 	snprintf(s->last_enhanced, sizeof(s->last_enhanced), "%s",
 	    r->enhanced);
@@ -665,8 +670,9 @@ session_send_done_cb(struct smtp_conn *conn, const struct smtp_result *r,
 	session_record_reply(s, r);
 	status = session_status_for(r);
 	if (r->outcome == SMTP_OK && r->refused == 0)
-		snprintf(message, sizeof(message), "sent to %zu recipients: "
-		    "%d %s", mail_rcpt_count(s->send.mail), r->code, r->text);
+		snprintf(message, sizeof(message), "sent; recipients "
+		    "accepted: %zu; server replied %d %s",
+		    mail_rcpt_count(s->send.mail), r->code, r->text);
 	else if (r->outcome == SMTP_OK)
 		snprintf(message, sizeof(message), "sent, but %zu of %zu "
 		    "recipients were refused", r->refused,
@@ -724,6 +730,8 @@ static int
 session_dispatch(struct session *s, const struct proto_frame *f)
 {
 	s->frames++;
+	if (s->op == SESSION_OP_NONE)
+		s->response_is_current = 0;
 
 	if (s->op == SESSION_OP_BODY) {
 		switch (f->op) {
