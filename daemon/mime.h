@@ -51,6 +51,7 @@ struct mime_text_stats {
 	int		has_8bit;
 	int		has_nul;
 	int		has_bare_cr;
+	int		last_cr;	/* last byte added was a CR */
 };
 
 enum mime_encoding {
