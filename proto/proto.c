@@ -107,6 +107,25 @@ static const struct proto_op_rule proto_op_rules[256] = {
 	},
 	[PROTO_OP_END] = { .name = "END" },
 	[PROTO_OP_GET_RESPONSE] = { .name = "GET_RESPONSE" },
+	/* Over-long properties or parameters are not protocol errors:
+	 * SET_SECURITY answers them with its own status codes. */
+	[PROTO_OP_SET_SECURITY] = {
+		.name = "SET_SECURITY", .min_fields = 2, .max_fields = 2,
+		.fields = {
+			PROTO_RULE_FIELD("properties", PROTO_FIELD_TEXT,
+			    PROTO_MAX_PROPERTIES + 1024),
+			PROTO_RULE_FIELD("parameters", PROTO_FIELD_TEXT,
+			    PROTO_MAX_PARAMETERS + 1024),
+		},
+	},
+	[PROTO_OP_GET_SECURITY] = {
+		.name = "GET_SECURITY", .min_fields = 2, .max_fields = 2,
+		.fields = {
+			PROTO_RULE_FIELD("index", PROTO_FIELD_I32, 4),
+			PROTO_RULE_FIELD("properties", PROTO_FIELD_TEXT,
+			    PROTO_MAX_PROPERTIES),
+		},
+	},
 	[PROTO_OP_REPLY] = PROTO_RULE_REPLY("REPLY"),
 	[PROTO_OP_ERROR] = PROTO_RULE_REPLY("ERROR"),
 };
@@ -283,7 +302,7 @@ proto_frame_parse(const uint8_t *buf, size_t len, struct proto_frame *f,
 
 	rule = &proto_op_rules[f->op];
 	if (rule->name == NULL) {
-		if (f->op >= 0x08 && f->op <= 0x3f)
+		if (f->op >= 0x0a && f->op <= 0x3f)
 			proto_set_err(err, errlen,
 			    "unknown opcode 0x%02x (reserved for a later "
 			    "protocol version)", f->op);

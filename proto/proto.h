@@ -43,6 +43,8 @@
 #define PROTO_MAX_ENHANCED	32		/* reply enhanced status code */
 #define PROTO_MAX_MESSAGE	1024		/* reply readable message */
 #define PROTO_MAX_SMTP_TEXT	512		/* GET_RESPONSE server text */
+#define PROTO_MAX_PROPERTIES	255		/* SET_SECURITY properties */
+#define PROTO_MAX_PARAMETERS	4095		/* SET_SECURITY parameters */
 
 /* Opcodes.  Requests are below 0x80, daemon replies 0x80 and above. */
 enum proto_op {
@@ -53,8 +55,10 @@ enum proto_op {
 	PROTO_OP_CHUNK		= 0x05,	/* data */
 	PROTO_OP_END		= 0x06,	/* (none): ends a SENDMAIL */
 	PROTO_OP_GET_RESPONSE	= 0x07,	/* (none) */
-	/* 0x08..0x3f are reserved for SetSecurity, GetSecurity, the message
-	 * builder, GetRecipientDetails and status queries. */
+	PROTO_OP_SET_SECURITY	= 0x08,	/* properties, parameters */
+	PROTO_OP_GET_SECURITY	= 0x09,	/* index(i32), properties */
+	/* 0x0a..0x3f are reserved for the message builder,
+	 * GetRecipientDetails and status queries. */
 	PROTO_OP_REPLY		= 0x80,	/* status(i32), smtp code(i32),
 					 * enhanced, message, extra... */
 	PROTO_OP_ERROR		= 0x81,	/* same layout as REPLY; the daemon

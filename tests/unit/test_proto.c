@@ -96,6 +96,10 @@ static const struct test_op_case test_op_cases[] = {
 	{ "CHUNK", PROTO_OP_CHUNK, 1, { { "a\0b", 3 } } },
 	{ "END", PROTO_OP_END, 0, { { NULL, 0 } } },
 	{ "GET_RESPONSE", PROTO_OP_GET_RESPONSE, 0, { { NULL, 0 } } },
+	{ "SET_SECURITY", PROTO_OP_SET_SECURITY, 2, {
+		{ "SMTP=UAuthLoginSMTP", 19 }, { "user=a;password=b", 17 } } },
+	{ "GET_SECURITY", PROTO_OP_GET_SECURITY, 2, {
+		{ "\0\0\0\x01", 4 }, { "SMTP=", 5 } } },
 	{ "REPLY", PROTO_OP_REPLY, 5, {
 		{ test_i32_zero, 4 }, { "\0\0\0\xfa", 4 }, { "2.0.0", 5 },
 		{ "ok", 2 }, { "250 2.0.0 queued", 16 } } },
@@ -182,6 +186,13 @@ static const struct test_limit_case test_limit_cases[] = {
 	{ "REPLY status", PROTO_OP_REPLY, 0, 4, 1 },
 	{ "REPLY smtp code", PROTO_OP_REPLY, 1, 4, 1 },
 	{ "REPLY enhanced", PROTO_OP_REPLY, 2, PROTO_MAX_ENHANCED, 0 },
+	{ "SET_SECURITY properties", PROTO_OP_SET_SECURITY, 0,
+	    PROTO_MAX_PROPERTIES + 1024, 0 },
+	{ "SET_SECURITY parameters", PROTO_OP_SET_SECURITY, 1,
+	    PROTO_MAX_PARAMETERS + 1024, 0 },
+	{ "GET_SECURITY index", PROTO_OP_GET_SECURITY, 0, 4, 1 },
+	{ "GET_SECURITY properties", PROTO_OP_GET_SECURITY, 1,
+	    PROTO_MAX_PROPERTIES, 0 },
 	{ "REPLY message", PROTO_OP_REPLY, 3, PROTO_MAX_MESSAGE, 0 },
 	{ "REPLY extra", PROTO_OP_REPLY, 4, PROTO_MAX_SMTP_TEXT, 0 },
 	{ "ERROR status", PROTO_OP_ERROR, 0, 4, 1 },
@@ -397,9 +408,9 @@ test_payload_errors(void)
 	CHECK(test_parse(test_build(0x42, NULL, 0), &f) == -1,
 	    "unknown opcode rejected");
 	CHECK(test_err_has("0x42"), "unknown opcode named in hex");
-	CHECK(test_parse(test_build(0x08, NULL, 0), &f) == -1,
-	    "reserved opcode 0x08 rejected");
-	CHECK(test_err_has("0x08"), "reserved opcode named in hex");
+	CHECK(test_parse(test_build(0x0a, NULL, 0), &f) == -1,
+	    "reserved opcode 0x0a rejected");
+	CHECK(test_err_has("0x0a"), "reserved opcode named in hex");
 	CHECK(test_parse(test_build(0x00, NULL, 0), &f) == -1,
 	    "opcode 0x00 rejected");
 	CHECK(test_parse(test_build(0xff, NULL, 0), &f) == -1,
