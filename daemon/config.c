@@ -59,6 +59,7 @@ enum config_type {
 	CONFIG_NAME_CHECK,	/* verify_server_name */
 	CONFIG_PROFILE,		/* tls.default */
 	CONFIG_PROFILES,	/* tls.profiles */
+	CONFIG_PLAINTEXT_AUTH,	/* allow_plaintext_auth */
 };
 
 struct config_section;
@@ -195,6 +196,8 @@ static const struct config_key config_root_keys[] = {
 	    NULL },
 	{ "max_clients", NULL, CONFIG_UINT, CONFIG_OFF(max_clients),
 	    1, 65536, NULL },
+	{ "allow_plaintext_auth", NULL, CONFIG_PLAINTEXT_AUTH,
+	    CONFIG_OFF(allow_plaintext_auth), 0, 0, NULL },
 	{ "spool", NULL, CONFIG_SECTION, 0, 0, 0, &config_spool_section },
 	{ "pool", NULL, CONFIG_SECTION, 0, 0, 0, &config_pool_section },
 	{ "timeouts", NULL, CONFIG_SECTION, 0, 0, 0,
@@ -869,6 +872,20 @@ config_parse_value(struct config_parser *p, yaml_node_t *node,
 		    (struct tls_profile *)(void *)((char *)base + k->offset));
 	case CONFIG_PROFILES:
 		return config_parse_profiles(p, node, key);
+	case CONFIG_PLAINTEXT_AUTH:
+		if (config_scalar(p, node, key, &s) == -1)
+			return -1;
+		if (strcmp(s, "loopback") == 0)
+			v = CONFIG_PLAINTEXT_AUTH_LOOPBACK;
+		else if ((v = config_bool_value(s)) == -1)
+			return config_fail(p, &node->start_mark, key,
+			    "'%s' is not valid; use no, loopback or yes", s);
+		else
+			v = v ? CONFIG_PLAINTEXT_AUTH_YES :
+			    CONFIG_PLAINTEXT_AUTH_NO;
+		*(enum config_plaintext_auth *)(void *)((char *)base +
+		    k->offset) = (enum config_plaintext_auth)v;
+		return 0;
 	}
 	return config_fail(p, &node->start_mark, key,
 	    "internal error: unhandled key type %d", (int)k->type);

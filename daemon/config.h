@@ -64,6 +64,13 @@ struct config_pool {
 	unsigned	wait_timeout;	/* seconds a request waits, 60 */
 };
 
+/* When AUTH may be sent over a connection without TLS. */
+enum config_plaintext_auth {
+	CONFIG_PLAINTEXT_AUTH_NO,	/* never (default) */
+	CONFIG_PLAINTEXT_AUTH_LOOPBACK,	/* to 127.0.0.0/8, ::1, localhost */
+	CONFIG_PLAINTEXT_AUTH_YES,	/* to any server */
+};
+
 struct config {
 	char			*path;		/* file read, NULL = defaults */
 	char			*socket_path;	/* NULL: proto default */
@@ -71,6 +78,7 @@ struct config {
 	int			 log_level;	/* LOG_LEVEL_INFO */
 	char			*helo_name;	/* NULL: gethostname() */
 	unsigned		 max_clients;	/* 256 */
+	enum config_plaintext_auth allow_plaintext_auth; /* no */
 	size_t			 spool_memory;	/* bytes, 1 MiB */
 	char			*spool_dir;	/* NULL: $TMPDIR or /tmp */
 	struct config_pool	 pool;

@@ -17,6 +17,8 @@
 #include <string.h>
 #include <time.h>
 #include <sys/queue.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <event2/event.h>
 
@@ -66,6 +68,7 @@ struct pool_entry {
 	TAILQ_ENTRY(pool_entry)	 link;
 	struct pool		*pool;
 	struct pool_key		 key;
+	struct security		 security;	/* copy, secrets included */
 	struct pool_conn_list	 conns;
 	unsigned		 nconns;	/* opening + idle + busy */
 	struct pool_wait_list	 waiters;
@@ -102,7 +105,7 @@ pool_key_init(struct pool_key *key, const struct connstr *server,
 		snprintf(key->text, sizeof(key->text), "%.*s",
 		    (int)sizeof(normalized) - 1, normalized);
 	else
-		snprintf(key->text, sizeof(key->text), "%.*s|%.64s",
+		snprintf(key->text, sizeof(key->text), "%.*s|%s",
 		    (int)sizeof(normalized) - 1, normalized, key->security);
 }
 
@@ -132,7 +135,8 @@ pool_entry_find(struct pool *pool, const struct pool_key *key)
 }
 
 static struct pool_entry *
-pool_entry_get(struct pool *pool, const struct pool_key *key)
+pool_entry_get(struct pool *pool, const struct pool_key *key,
+    const struct security *security)
 {
 	struct pool_entry	*entry;
 
@@ -142,6 +146,13 @@ pool_entry_get(struct pool *pool, const struct pool_key *key)
 	entry = calloc(1, sizeof(*entry));
 	if (entry == NULL)
 		return NULL;
+	/* Equal keys mean equal digests, so the first context seen stands
+	 * for every session of the key. */
+	if (security != NULL && security_copy(&entry->security,
+	    security) == -1) {
+		free(entry);
+		return NULL;
+	}
 	entry->pool = pool;
 	entry->key = *key;
 	TAILQ_INIT(&entry->conns);
@@ -160,6 +171,7 @@ pool_entry_release_if_empty(struct pool_entry *entry)
 	 * its entry only through ->entry, which it never reads after the
 	 * answer; see pool_wait_answer(). */
 	TAILQ_REMOVE(&entry->pool->entries, entry, link);
+	security_clear(&entry->security);
 	free(entry);
 }
 
@@ -244,8 +256,9 @@ pool_wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 struct pool_wait *
-pool_acquire(struct pool *pool, const struct pool_key *key, int fresh,
-    uint64_t session, pool_acquire_cb *cb, void *arg)
+pool_acquire(struct pool *pool, const struct pool_key *key,
+    const struct security *security, int fresh, uint64_t session,
+    pool_acquire_cb *cb, void *arg)
 {
 	struct event_base	*base = pool->server->base;
 	struct pool_entry	*entry;
@@ -257,7 +270,7 @@ pool_acquire(struct pool *pool, const struct pool_key *key, int fresh,
 		return NULL;
 	w->timeout = evtimer_new(base, pool_wait_timeout_cb, w);
 	w->deliver = event_new(base, -1, 0, pool_wait_deliver_cb, w);
-	entry = pool_entry_get(pool, key);
+	entry = pool_entry_get(pool, key, security);
 	if (w->timeout == NULL || w->deliver == NULL || entry == NULL) {
 		pool_wait_free(w);
 		return NULL;
@@ -460,6 +473,31 @@ pool_open_cb(struct smtp_conn *conn, const struct smtp_result *result,
 	pool_entry_release_if_empty(entry);
 }
 
+/* Applies allow_plaintext_auth to one server. */
+static int
+pool_plaintext_auth_allowed(const struct config *cfg,
+    const struct connstr *server)
+{
+	struct in_addr	v4;
+
+	switch (cfg->allow_plaintext_auth) {
+	case CONFIG_PLAINTEXT_AUTH_YES:
+		return 1;
+	case CONFIG_PLAINTEXT_AUTH_LOOPBACK:
+		if (strcmp(server->host, "localhost") == 0)
+			return 1;
+		if (server->host_is_ipv6)
+			return strcmp(server->host, "::1") == 0;
+		if (server->host_is_ip &&
+		    inet_pton(AF_INET, server->host, &v4) == 1)
+			return (ntohl(v4.s_addr) >> 24) == 127;
+		return 0;
+	case CONFIG_PLAINTEXT_AUTH_NO:
+		break;
+	}
+	return 0;
+}
+
 /* Opens a new connection for request w.  Returns 0 or -1. */
 static int
 pool_conn_open(struct pool_entry *entry, struct pool_wait *w)
@@ -490,6 +528,13 @@ pool_conn_open(struct pool_entry *entry, struct pool_wait *w)
 	settings.helo_name = server->helo_name;
 	settings.timeouts = server->cfg->timeouts;
 	settings.id = server_new_id();
+	if (entry->security.count != 0) {
+		settings.security = &entry->security;
+		settings.starttls_profile = config_profile(server->cfg, NULL);
+		settings.starttls_ctx = tlsctx_get(server->tls, "");
+	}
+	settings.allow_plaintext_auth = pool_plaintext_auth_allowed(
+	    server->cfg, &entry->key.server);
 
 	pc->entry = entry;
 	pc->state = POOL_CONN_OPENING;
@@ -645,6 +690,7 @@ pool_free(struct pool *pool)
 			pool_conn_close(pc, pc->state == POOL_CONN_IDLE,
 			    "daemon stopping");
 		TAILQ_REMOVE(&pool->entries, entry, link);
+		security_clear(&entry->security);
 		free(entry);
 	}
 	free(pool);

@@ -22,9 +22,10 @@
 #include <stdint.h>
 
 #include "connstr.h"
+#include "security.h"
 #include "smtp.h"
 
-#define POOL_MAX_KEY	512
+#define POOL_MAX_KEY	(512 + SECURITY_MAX_DESCRIPTION)
 
 struct server;
 struct pool;
@@ -33,8 +34,9 @@ struct pool_wait;
 /* Everything that separates one group of connections from another. */
 struct pool_key {
 	struct connstr	server;
-	/* Digest of the security context; "" while a session has none. */
-	char		security[65];
+	/* Driver list and digest of the security context (see
+	 * security_describe); "" while a session has none. */
+	char		security[SECURITY_MAX_DESCRIPTION];
 	/* "TLS:host+465:profile", with "|security" appended when there is
 	 * a security context */
 	char		text[POOL_MAX_KEY];
@@ -54,13 +56,17 @@ struct pool *pool_new(struct server *);
 void pool_free(struct pool *);
 
 /*
- * Requests a connection for key on behalf of a session.  With fresh set,
+ * Requests a connection for key on behalf of a session.  security is the
+ * checked context the key was made from (NULL for none); the pool keeps a
+ * copy, secrets included, while it has connections for the key, because
+ * opening another one needs it.  With fresh set,
  * an idle connection is never taken: a new one is opened (used to retry a
  * transaction after a pooled connection died).  cb always runs later from
  * the event loop, never inside this call.  Returns NULL on ENOMEM.
  */
 struct pool_wait *pool_acquire(struct pool *, const struct pool_key *key,
-    int fresh, uint64_t session, pool_acquire_cb *cb, void *arg);
+    const struct security *security, int fresh, uint64_t session,
+    pool_acquire_cb *cb, void *arg);
 /* Withdraws a request whose callback has not run yet. */
 void pool_cancel(struct pool_wait *);
 

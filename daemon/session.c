@@ -21,12 +21,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <openssl/crypto.h>
 
 #include "proto.h"
 #include "config.h"
@@ -34,6 +36,7 @@
 #include "log.h"
 #include "mail.h"
 #include "pool.h"
+#include "security.h"
 #include "server.h"
 #include "session.h"
 #include "smtp.h"
@@ -76,6 +79,11 @@ struct session {
 	unsigned		 frames;
 
 	/* UPOPMAIL state. */
+	struct security		 security;	/* built by SET_SECURITY */
+	/* Set after a logon failed with -7 or -8: the next SET_SECURITY
+	 * starts a new context. */
+	int			 security_spent;
+	unsigned		 security_used;	/* INUSE bits */
 	int			 logged_on;
 	struct pool_key		 logon_key;
 	struct pool_key		 pending_key;	/* LOGON in progress */
@@ -109,6 +117,7 @@ session_free_cb(evutil_socket_t fd, short what, void *arg)
 		bufferevent_free(s->bev);
 	if (s->send.mail != NULL)
 		mail_free(s->send.mail);
+	security_clear(&s->security);
 	event_free(s->free_event);
 	TAILQ_REMOVE(&server->sessions, s, link);
 	server->nsessions--;
@@ -236,6 +245,8 @@ session_status_for(const struct smtp_result *r)
 	case SMTP_SECURITY:
 	case SMTP_PROTOCOL:
 		return PROTO_STATUS_SECURITY;
+	case SMTP_NO_DRIVER:
+		return PROTO_STATUS_NO_DRIVER;
 	case SMTP_SENDER_REJECTED:
 		if (quota)
 			return PROTO_STATUS_QUOTA;
@@ -293,6 +304,7 @@ session_key_from(struct session *s, const char *text, struct pool_key *key,
 {
 	struct connstr	cs;
 	char		err[256];
+	char		security[SECURITY_MAX_DESCRIPTION];
 
 	if (connstr_parse(text, &cs, err, sizeof(err)) == -1) {
 		snprintf(message, len, "%s", err);
@@ -305,9 +317,11 @@ session_key_from(struct session *s, const char *text, struct pool_key *key,
 		    "the profile out to use the default one", cs.profile);
 		return -1;
 	}
-	pool_key_init(key, &cs, NULL);
+	security_describe(&s->security, security, sizeof(security));
+	pool_key_init(key, &cs, security);
 	return 0;
 }
+
 
 /* ---- LOGON, LOGOFF, GET_RESPONSE ---------------------------------- */
 
@@ -323,6 +337,7 @@ session_logon_acquired_cb(struct smtp_conn *conn,
 	if (conn != NULL) {
 		/* The logon proved the server works; the connection goes
 		 * back to the pool for this and other sessions to use. */
+		s->security_used = smtp_security_used(conn);
 		pool_release(s->server->pool, conn, 1);
 		if (!s->client_gone) {
 			s->logged_on = 1;
@@ -339,6 +354,9 @@ session_logon_acquired_cb(struct smtp_conn *conn,
 
 	session_record_reply(s, failure);
 	status = session_status_for(failure);
+	if (status == PROTO_STATUS_NO_DRIVER ||
+	    status == PROTO_STATUS_SECURITY)
+		s->security_spent = 1;
 	session_describe(failure, message, sizeof(message));
 	log_event(LOG_LEVEL_NOTICE, s->id, s->peer, "session.logon",
 	    "key=%s status=%d detail=\"%s\"", s->pending_key.text, status,
@@ -373,6 +391,20 @@ session_logon(struct session *s, const struct proto_frame *f)
 		    "string: it contains a NUL byte");
 		return;
 	}
+	/* Driver parameters are checked here, not by SET_SECURITY, and a
+	 * bad one fails the logon like a refused AUTH would. */
+	if (security_check(&s->security, message, sizeof(message)) == -1) {
+		char	err[PROTO_MAX_MESSAGE + 1];
+
+		snprintf(err, sizeof(err), "%s", message);
+		log_event(LOG_LEVEL_NOTICE, s->id, s->peer, "session.logon",
+		    "status=%d detail=\"%s\"", PROTO_STATUS_SECURITY, err);
+		s->security_spent = 1;
+		session_reply(s, PROTO_STATUS_SECURITY, "invalid security "
+		    "driver parameters: %s", err);
+		free(conn);
+		return;
+	}
 	if (session_key_from(s, conn, &s->pending_key, message,
 	    sizeof(message)) == -1) {
 		log_event(LOG_LEVEL_NOTICE, s->id, s->peer, "session.logon",
@@ -383,8 +415,8 @@ session_logon(struct session *s, const struct proto_frame *f)
 	}
 	free(conn);
 
-	s->wait = pool_acquire(s->server->pool, &s->pending_key, 0, s->id,
-	    session_logon_acquired_cb, s);
+	s->wait = pool_acquire(s->server->pool, &s->pending_key,
+	    &s->security, 0, s->id, session_logon_acquired_cb, s);
 	if (s->wait == NULL) {
 		session_reply(s, PROTO_STATUS_NO_MEMORY, "out of memory");
 		return;
@@ -424,6 +456,105 @@ session_get_response(struct session *s)
 	extra[0] = s->last_text;
 	session_write_frame(s, PROTO_OP_REPLY, PROTO_STATUS_OK, s->last_code,
 	    s->last_enhanced, "last SMTP reply", extra, 1);
+}
+
+/* ---- SET_SECURITY, GET_SECURITY ----------------------------------- */
+
+static void
+session_set_security(struct session *s, const struct proto_frame *f)
+{
+	enum security_kind	 kind;
+	char			*properties, *parameters;
+	char			 err[256];
+	int			 mandatory, rc;
+
+	if (s->logged_on) {
+		session_reply(s, SECURITY_LOCKED, "the security context is "
+		    "locked while logged on; call LogoffSMTP first");
+		return;
+	}
+	properties = proto_field_strdup(&f->fields[0]);
+	parameters = proto_field_strdup(&f->fields[1]);
+	if (properties == NULL || parameters == NULL) {
+		free(properties);
+		if (parameters != NULL) {
+			OPENSSL_cleanse(parameters, strlen(parameters));
+			free(parameters);
+		}
+		session_reply(s, SECURITY_NO_MEMORY, "out of memory");
+		return;
+	}
+
+	rc = security_parse_properties(properties, &kind, &mandatory, err,
+	    sizeof(err));
+	if (rc == 1) {
+		security_clear(&s->security);
+		s->security_spent = 0;
+		s->security_used = 0;
+		log_event(LOG_LEVEL_INFO, s->id, s->peer, "session.security",
+		    "action=remove");
+		session_reply(s, SECURITY_OK, "security context removed");
+	} else if (rc < 0) {
+		session_reply(s, rc, "%s", err);
+	} else {
+		/* A context that failed at logon was used up. */
+		if (s->security_spent) {
+			security_clear(&s->security);
+			s->security_spent = 0;
+			s->security_used = 0;
+		}
+		rc = security_append(&s->security, kind, mandatory,
+		    parameters, err, sizeof(err));
+		if (rc == SECURITY_OK) {
+			log_event(LOG_LEVEL_INFO, s->id, s->peer,
+			    "session.security", "action=append driver=%s "
+			    "use=%s drivers=%zu", security_kind_name(kind),
+			    mandatory ? "MAND" : "OPT", s->security.count);
+			session_reply(s, SECURITY_OK, "%s added as driver %zu",
+			    security_kind_name(kind), s->security.count);
+		} else
+			session_reply(s, rc, "%s", err);
+	}
+	free(properties);
+	OPENSSL_cleanse(parameters, strlen(parameters));
+	free(parameters);
+}
+
+/* GetSecurity status codes, as Uniface documents them. */
+enum {
+	SESSION_GETSEC_NO_DRIVER	= -1,
+	SESSION_GETSEC_BAD_KEYWORD	= -2,
+};
+
+static void
+session_get_security(struct session *s, const struct proto_frame *f)
+{
+	const char	*extra[2];
+	char		 properties[SECURITY_MAX_PROPERTIES + 1];
+	char		 runtime[32];
+	int32_t		 index;
+
+	if (proto_field_i32(&f->fields[0], &index) == -1 ||
+	    f->fields[1].len != 5 ||
+	    strncasecmp((const char *)f->fields[1].data, "SMTP=", 5) != 0) {
+		session_reply(s, SESSION_GETSEC_BAD_KEYWORD, "invalid "
+		    "properties: GetSecurity takes \"SMTP=\"");
+		return;
+	}
+	if (index < 1 || (size_t)index > s->security.count) {
+		session_reply(s, SESSION_GETSEC_NO_DRIVER, "no security "
+		    "driver %d: the context has %zu", (int)index,
+		    s->security.count);
+		return;
+	}
+	security_driver_properties(&s->security.drivers[index - 1],
+	    properties, sizeof(properties));
+	snprintf(runtime, sizeof(runtime), "INUSE=%s",
+	    (s->security_used & (1u << (index - 1))) ? "TRUE" : "FALSE");
+	extra[0] = properties;
+	extra[1] = runtime;
+	session_write_frame(s, PROTO_OP_REPLY, PROTO_STATUS_OK, 0, "",
+	    "security driver", extra, 2);
 }
 
 /* ---- SENDMAIL ----------------------------------------------------- */
@@ -478,6 +609,14 @@ session_sendmail_begin(struct session *s, const struct proto_frame *f)
 	if (s->logged_on)
 		s->send.key = s->logon_key;
 	else {
+		char	err[256];
+
+		if (security_check(&s->security, err, sizeof(err)) == -1) {
+			snprintf(message, sizeof(message), "invalid security "
+			    "driver parameters: %s", err);
+			session_send_fail(s, PROTO_STATUS_SECURITY, message);
+			return;
+		}
 		server = proto_field_strdup(&f->fields[0]);
 		if (server == NULL) {
 			session_send_fail(s, PROTO_STATUS_NETWORK, "invalid "
@@ -715,8 +854,8 @@ session_send_acquired_cb(struct smtp_conn *conn,
 static void
 session_send_start(struct session *s, int fresh)
 {
-	s->wait = pool_acquire(s->server->pool, &s->send.key, fresh, s->id,
-	    session_send_acquired_cb, s);
+	s->wait = pool_acquire(s->server->pool, &s->send.key, &s->security,
+	    fresh, s->id, session_send_acquired_cb, s);
 	if (s->wait == NULL)
 		session_send_finish(s, PROTO_STATUS_NO_MEMORY,
 		    "out of memory");
@@ -762,6 +901,12 @@ session_dispatch(struct session *s, const struct proto_frame *f)
 		return 0;
 	case PROTO_OP_GET_RESPONSE:
 		session_get_response(s);
+		return 0;
+	case PROTO_OP_SET_SECURITY:
+		session_set_security(s, f);
+		return 0;
+	case PROTO_OP_GET_SECURITY:
+		session_get_security(s, f);
 		return 0;
 	case PROTO_OP_PART:
 	case PROTO_OP_CHUNK:

@@ -39,6 +39,7 @@
 #include "connstr.h"
 #include "mail.h"
 #include "reply.h"
+#include "security.h"
 
 /* The states, with their names, from one list. */
 #define SMTP_STATES(X)				\
@@ -67,7 +68,9 @@ enum smtp_state {
 enum smtp_outcome {
 	SMTP_OK,		/* ready, or 250 to the end of DATA */
 	SMTP_NETWORK,		/* DNS, connect, reset, EOF, timeout */
-	SMTP_SECURITY,		/* TLS handshake or certificate failed */
+	SMTP_SECURITY,		/* TLS handshake or certificate failed,
+				 * STARTTLS or AUTH refused */
+	SMTP_NO_DRIVER,		/* a MAND driver is not offered */
 	SMTP_PROTOCOL,		/* malformed or unexpected reply */
 	SMTP_GREETING_REJECTED,	/* 4xx/5xx greeting or EHLO+HELO refused */
 	SMTP_SENDER_REJECTED,	/* 4xx/5xx to MAIL */
@@ -102,9 +105,14 @@ struct smtp_settings {
 	const char			*helo_name;
 	struct config_timeouts		 timeouts;
 	uint64_t			 id;		/* for log lines */
-	/* NOTE: the security context (STARTTLS, AUTH drivers) will be
-	 * carried here; connections are already pooled by a key with room
-	 * for it. */
+	/* Security drivers run in order after EHLO; NULL or empty for
+	 * none.  The pointed-to context outlives the connection's open. */
+	const struct security		*security;
+	/* STARTTLS always uses the default profile. */
+	const struct tls_profile	*starttls_profile;
+	SSL_CTX				*starttls_ctx;
+	/* 1 when AUTH may be sent without TLS to this server. */
+	int				 allow_plaintext_auth;
 };
 
 struct smtp_conn;
@@ -152,5 +160,7 @@ unsigned smtp_messages_sent(const struct smtp_conn *);
 /* "host:port" ("[::1]:25" for IPv6) for log lines. */
 const char *smtp_peer(const struct smtp_conn *);
 const struct ehlo_caps *smtp_caps(const struct smtp_conn *);
+/* Bit i set: security driver i took part in this connection. */
+unsigned smtp_security_used(const struct smtp_conn *);
 
 #endif

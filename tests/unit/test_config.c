@@ -96,6 +96,8 @@ test_defaults_of(const struct config *cfg, const char *what)
 	TEST_DEFAULT(cfg->log_level == LOG_LEVEL_INFO, "log level info");
 	TEST_DEFAULT(cfg->helo_name == NULL, "helo_name unset");
 	TEST_DEFAULT(cfg->max_clients == 256, "max_clients 256");
+	TEST_DEFAULT(cfg->allow_plaintext_auth == CONFIG_PLAINTEXT_AUTH_NO,
+	    "allow_plaintext_auth no");
 	TEST_DEFAULT(cfg->spool_memory == 1024 * 1024, "spool 1 MiB");
 	TEST_DEFAULT(cfg->spool_dir == NULL, "spool dir unset");
 	TEST_DEFAULT(cfg->pool.max_per_key == 4, "pool per key 4");
@@ -173,7 +175,7 @@ test_defaults(void)
 enum test_field {
 	F_MODE, F_LEVEL, F_MAX_CLIENTS, F_SPOOL_MEMORY, F_PER_KEY, F_IDLE,
 	F_MESSAGES, F_AGE, F_WAIT, F_CONNECT, F_DATA_DONE, F_RSET,
-	F_VERIFY, F_MIN_TLS, F_NAME_CHECK, F_NNAMES,
+	F_VERIFY, F_MIN_TLS, F_NAME_CHECK, F_NNAMES, F_PLAINTEXT_AUTH,
 };
 
 static long long
@@ -196,6 +198,7 @@ test_field_value(const struct config *cfg, enum test_field f)
 	case F_MIN_TLS:		return cfg->tls_default.min_tls_version;
 	case F_NAME_CHECK:	return cfg->tls_default.name_check;
 	case F_NNAMES:		return (long long)cfg->tls_default.nverify_names;
+	case F_PLAINTEXT_AUTH:	return cfg->allow_plaintext_auth;
 	}
 	return -1;
 }
@@ -223,6 +226,12 @@ static const struct {
 	    "pool:\n  max_messages_per_connection: 1000000\n", F_MESSAGES,
 	    1000000 },
 	{ "max_clients min", "max_clients: 1\n", F_MAX_CLIENTS, 1 },
+	{ "plaintext auth loopback", "allow_plaintext_auth: loopback\n",
+	    F_PLAINTEXT_AUTH, CONFIG_PLAINTEXT_AUTH_LOOPBACK },
+	{ "plaintext auth yes", "allow_plaintext_auth: yes\n",
+	    F_PLAINTEXT_AUTH, CONFIG_PLAINTEXT_AUTH_YES },
+	{ "plaintext auth no", "allow_plaintext_auth: no\n",
+	    F_PLAINTEXT_AUTH, CONFIG_PLAINTEXT_AUTH_NO },
 	{ "max_clients max", "max_clients: 65536\n", F_MAX_CLIENTS, 65536 },
 	{ "connect max", "timeouts:\n  connect: 5m\n", F_CONNECT, 300 },
 	{ "data_done max", "timeouts:\n  data_done: 10m\n", F_DATA_DONE,
@@ -465,6 +474,9 @@ static const struct {
 	{ "above range", "pool:\n  max_connections_per_key: 1025\n",
 	    ":2:28: ", "key 'pool.max_connections_per_key'",
 	    "out of range" },
+	{ "plaintext auth invalid", "allow_plaintext_auth: sometimes\n",
+	    ":1:23: ", "key 'allow_plaintext_auth'",
+	    "use no, loopback or yes" },
 	{ "unknown key", "pool:\n  max_conn: 3\n", ":2:3: ",
 	    "unknown key 'pool.max_conn'", "max_connections_per_key" },
 	{ "unknown root key", "max_client: 3\n", ":1:1: ",
