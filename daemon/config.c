@@ -17,6 +17,8 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -60,6 +62,8 @@ enum config_type {
 	CONFIG_PROFILE,		/* tls.default */
 	CONFIG_PROFILES,	/* tls.profiles */
 	CONFIG_PLAINTEXT_AUTH,	/* allow_plaintext_auth */
+	CONFIG_USERS,		/* access.users */
+	CONFIG_GROUPS,		/* access.groups */
 };
 
 struct config_section;
@@ -151,6 +155,16 @@ static const struct config_key config_timeout_keys[] = {
 	    1, 300, NULL },
 };
 
+static const struct config_key config_access_keys[] = {
+	{ "users", NULL, CONFIG_USERS, 0, 0, 0, NULL },
+	{ "groups", NULL, CONFIG_GROUPS, 0, 0, 0, NULL },
+};
+
+static const struct config_key config_shutdown_keys[] = {
+	{ "drain_timeout", NULL, CONFIG_DURATION, CONFIG_OFF(drain_timeout),
+	    1, 600, NULL },
+};
+
 static const struct config_key config_profile_keys[] = {
 	{ "verify_server", NULL, CONFIG_BOOL, CONFIG_POFF(verify_server),
 	    0, 0, NULL },
@@ -188,6 +202,10 @@ static const struct config_section config_profile_section = {
 	config_profile_keys, CONFIG_NKEYS(config_profile_keys) };
 static const struct config_section config_tls_section = {
 	config_tls_keys, CONFIG_NKEYS(config_tls_keys) };
+static const struct config_section config_access_section = {
+	config_access_keys, CONFIG_NKEYS(config_access_keys) };
+static const struct config_section config_shutdown_section = {
+	config_shutdown_keys, CONFIG_NKEYS(config_shutdown_keys) };
 
 static const struct config_key config_root_keys[] = {
 	{ "socket", NULL, CONFIG_SECTION, 0, 0, 0, &config_socket_section },
@@ -203,6 +221,9 @@ static const struct config_key config_root_keys[] = {
 	{ "timeouts", NULL, CONFIG_SECTION, 0, 0, 0,
 	    &config_timeout_section },
 	{ "tls", NULL, CONFIG_SECTION, 0, 0, 0, &config_tls_section },
+	{ "access", NULL, CONFIG_SECTION, 0, 0, 0, &config_access_section },
+	{ "shutdown", NULL, CONFIG_SECTION, 0, 0, 0,
+	    &config_shutdown_section },
 };
 
 static const struct config_section config_root_section = {
@@ -568,6 +589,66 @@ config_store_string(struct config_parser *p, yaml_node_t *node,
 	return 0;
 }
 
+/*
+ * Parses access.users (users set) or access.groups: a list of names or
+ * numeric ids, resolved now so that a typo stops the daemon at start-up
+ * instead of locking clients out later.
+ */
+static int
+config_parse_ids(struct config_parser *p, yaml_node_t *node,
+    const char *key, int users)
+{
+	struct config		*cfg = p->cfg;
+	yaml_node_item_t	*item;
+	yaml_node_t		*entry;
+	const char		*s;
+	char			*end;
+	unsigned long		 id;
+	size_t			*count = users ? &cfg->naccess_uids :
+				    &cfg->naccess_gids;
+
+	if (node->type != YAML_SEQUENCE_NODE)
+		return config_fail(p, &node->start_mark, key,
+		    "list expected, as in [%s]", users ? "alice, 1001" :
+		    "mailers, 2000");
+	for (item = node->data.sequence.items.start;
+	    item < node->data.sequence.items.top; item++) {
+		entry = yaml_document_get_node(p->doc, *item);
+		if (config_scalar(p, entry, key, &s) == -1)
+			return -1;
+		if (*count == CONFIG_MAX_ACCESS)
+			return config_fail(p, &entry->start_mark, key,
+			    "more than %d entries", CONFIG_MAX_ACCESS);
+
+		errno = 0;
+		id = strtoul(s, &end, 10);
+		if (s[0] >= '0' && s[0] <= '9' && *end == '\0' &&
+		    errno == 0 && id <= 0x7fffffffUL) {
+			/* A number is taken as an id even without an entry
+			 * in the user database. */
+		} else if (users) {
+			struct passwd	*pw = getpwnam(s);
+
+			if (pw == NULL)
+				return config_fail(p, &entry->start_mark, key,
+				    "unknown user '%s'", s);
+			id = pw->pw_uid;
+		} else {
+			struct group	*gr = getgrnam(s);
+
+			if (gr == NULL)
+				return config_fail(p, &entry->start_mark, key,
+				    "unknown group '%s'", s);
+			id = gr->gr_gid;
+		}
+		if (users)
+			cfg->access_uids[(*count)++] = (uid_t)id;
+		else
+			cfg->access_gids[(*count)++] = (gid_t)id;
+	}
+	return 0;
+}
+
 /* Parses the string types: plain strings, paths, helo_name, ciphers. */
 static int
 config_parse_string(struct config_parser *p, yaml_node_t *node,
@@ -872,6 +953,9 @@ config_parse_value(struct config_parser *p, yaml_node_t *node,
 		    (struct tls_profile *)(void *)((char *)base + k->offset));
 	case CONFIG_PROFILES:
 		return config_parse_profiles(p, node, key);
+	case CONFIG_USERS:
+	case CONFIG_GROUPS:
+		return config_parse_ids(p, node, key, k->type == CONFIG_USERS);
 	case CONFIG_PLAINTEXT_AUTH:
 		if (config_scalar(p, node, key, &s) == -1)
 			return -1;
@@ -988,6 +1072,7 @@ config_defaults(struct config *cfg)
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->max_clients = 256;
 	cfg->spool_memory = 1024 * 1024;
+	cfg->drain_timeout = 30;
 
 	cfg->pool.max_per_key = 4;
 	cfg->pool.idle_timeout = 60;

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #define CONFIG_MAX_PROFILES	64
+#define CONFIG_MAX_ACCESS	64	/* entries in access.users/groups */
 #define CONFIG_MAX_VERIFY_NAMES	32
 
 /* Server-name check of a TLS profile. */
@@ -79,6 +80,13 @@ struct config {
 	char			*helo_name;	/* NULL: gethostname() */
 	unsigned		 max_clients;	/* 256 */
 	enum config_plaintext_auth allow_plaintext_auth; /* no */
+	unsigned		 drain_timeout;	/* shutdown.drain_timeout, 30 */
+	/* access.users and access.groups, resolved to ids at load; with
+	 * both empty the socket's permissions alone decide. */
+	uid_t			 access_uids[CONFIG_MAX_ACCESS];
+	size_t			 naccess_uids;
+	gid_t			 access_gids[CONFIG_MAX_ACCESS];
+	size_t			 naccess_gids;
 	size_t			 spool_memory;	/* bytes, 1 MiB */
 	char			*spool_dir;	/* NULL: $TMPDIR or /tmp */
 	struct config_pool	 pool;

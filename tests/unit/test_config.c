@@ -98,6 +98,9 @@ test_defaults_of(const struct config *cfg, const char *what)
 	TEST_DEFAULT(cfg->max_clients == 256, "max_clients 256");
 	TEST_DEFAULT(cfg->allow_plaintext_auth == CONFIG_PLAINTEXT_AUTH_NO,
 	    "allow_plaintext_auth no");
+	TEST_DEFAULT(cfg->drain_timeout == 30, "drain_timeout 30");
+	TEST_DEFAULT(cfg->naccess_uids == 0 && cfg->naccess_gids == 0,
+	    "no access lists");
 	TEST_DEFAULT(cfg->spool_memory == 1024 * 1024, "spool 1 MiB");
 	TEST_DEFAULT(cfg->spool_dir == NULL, "spool dir unset");
 	TEST_DEFAULT(cfg->pool.max_per_key == 4, "pool per key 4");
@@ -176,6 +179,7 @@ enum test_field {
 	F_MODE, F_LEVEL, F_MAX_CLIENTS, F_SPOOL_MEMORY, F_PER_KEY, F_IDLE,
 	F_MESSAGES, F_AGE, F_WAIT, F_CONNECT, F_DATA_DONE, F_RSET,
 	F_VERIFY, F_MIN_TLS, F_NAME_CHECK, F_NNAMES, F_PLAINTEXT_AUTH,
+	F_DRAIN, F_NUIDS, F_UID0, F_NGIDS, F_GID0,
 };
 
 static long long
@@ -199,6 +203,11 @@ test_field_value(const struct config *cfg, enum test_field f)
 	case F_NAME_CHECK:	return cfg->tls_default.name_check;
 	case F_NNAMES:		return (long long)cfg->tls_default.nverify_names;
 	case F_PLAINTEXT_AUTH:	return cfg->allow_plaintext_auth;
+	case F_DRAIN:		return cfg->drain_timeout;
+	case F_NUIDS:		return (long long)cfg->naccess_uids;
+	case F_UID0:		return cfg->access_uids[0];
+	case F_NGIDS:		return (long long)cfg->naccess_gids;
+	case F_GID0:		return cfg->access_gids[0];
 	}
 	return -1;
 }
@@ -226,6 +235,18 @@ static const struct {
 	    "pool:\n  max_messages_per_connection: 1000000\n", F_MESSAGES,
 	    1000000 },
 	{ "max_clients min", "max_clients: 1\n", F_MAX_CLIENTS, 1 },
+	{ "drain timeout", "shutdown:\n  drain_timeout: 2m\n", F_DRAIN, 120 },
+	{ "access user by name", "access:\n  users: [root]\n", F_UID0, 0 },
+	{ "access user by id", "access:\n  users: [1001, root]\n", F_UID0,
+	    1001 },
+	{ "access users counted", "access:\n  users: [1001, root]\n",
+	    F_NUIDS, 2 },
+	{ "access group by name", "access:\n  groups: [root]\n", F_GID0,
+	    0 },
+	{ "access group by id", "access:\n  groups: [2000]\n", F_GID0,
+	    2000 },
+	{ "access groups counted", "access:\n  groups: [2000, 0]\n",
+	    F_NGIDS, 2 },
 	{ "plaintext auth loopback", "allow_plaintext_auth: loopback\n",
 	    F_PLAINTEXT_AUTH, CONFIG_PLAINTEXT_AUTH_LOOPBACK },
 	{ "plaintext auth yes", "allow_plaintext_auth: yes\n",
@@ -474,6 +495,16 @@ static const struct {
 	{ "above range", "pool:\n  max_connections_per_key: 1025\n",
 	    ":2:28: ", "key 'pool.max_connections_per_key'",
 	    "out of range" },
+	{ "access unknown user",
+	    "access:\n  users: [no-such-user-smtpool]\n", ":2:11: ",
+	    "key 'access.users'", "unknown user 'no-such-user-smtpool'" },
+	{ "access unknown group",
+	    "access:\n  groups: [no-such-group-smtpool]\n", ":2:12: ",
+	    "key 'access.groups'", "unknown group" },
+	{ "access users not a list", "access:\n  users: root\n", ":2:10: ",
+	    "key 'access.users'", "list expected" },
+	{ "drain timeout too long", "shutdown:\n  drain_timeout: 11m\n",
+	    ":2:18: ", "key 'shutdown.drain_timeout'", "out of range" },
 	{ "plaintext auth invalid", "allow_plaintext_auth: sometimes\n",
 	    ":1:23: ", "key 'allow_plaintext_auth'",
 	    "use no, loopback or yes" },
