@@ -14,8 +14,6 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <openssl/ssl.h>
-#include <systemd/sd-daemon.h>
 
 #include "config.h"
 #include "log.h"
@@ -23,10 +21,6 @@
 
 /* Read when no -c is given and the file exists. */
 #define MAIN_DEFAULT_CONFIG	"/etc/smtpool/smtpoold.yaml"
-
-#ifndef SMTPOOL_VERSION
-#define SMTPOOL_VERSION		"0.1.0"
-#endif
 
 static void
 main_usage(FILE *out)
@@ -45,25 +39,6 @@ MAIN_DEFAULT_CONFIG "\n"
 "  -t, --check-config  check the configuration and exit (0 or 78)\n"
 "  -V, --version       print the version and exit\n"
 "  -h, --help          print this help and exit\n");
-}
-
-/* Logs a warning for each profile that does not verify servers. */
-static void
-main_warn_unverified(const struct config *cfg)
-{
-	size_t	i;
-
-	if (!cfg->tls_default.verify_server)
-		log_event(LOG_LEVEL_WARNING, 0, "-", "config.tls",
-		    "profile=default detail=\"verify_server is off: server "
-		    "certificates are not checked\"");
-	for (i = 0; i < cfg->nprofiles; i++) {
-		if (!cfg->profiles[i].verify_server)
-			log_event(LOG_LEVEL_WARNING, 0, "-", "config.tls",
-			    "profile=%s detail=\"verify_server is off: server "
-			    "certificates are not checked\"",
-			    cfg->profiles[i].name);
-	}
 }
 
 int
@@ -136,9 +111,8 @@ main(int argc, char *argv[])
 	log_event(LOG_LEVEL_NOTICE, 0, "-", "daemon.start",
 	    "version=%s config=%s pid=%ld", SMTPOOL_VERSION,
 	    config_path != NULL ? config_path : "built-in", (long)getpid());
-	main_warn_unverified(cfg);
 
-	if (server_init(&server, cfg, err, sizeof(err)) == -1) {
+	if (server_init(&server, cfg, config_path, err, sizeof(err)) == -1) {
 		log_event(LOG_LEVEL_ERR, 0, "-", "daemon.start-failed",
 		    "error=\"%s\"", err);
 		fprintf(stderr, "smtpoold: %s\n", err);
@@ -155,9 +129,7 @@ main(int argc, char *argv[])
 		return EX_OSERR;
 	}
 
-	sd_notify(0, "READY=1");
 	rc = server_run(&server);
-	sd_notify(0, "STOPPING=1");
 	server_free(&server);
 	log_flush();
 	return rc == 0 ? 0 : EX_OSERR;

@@ -41,6 +41,7 @@ struct pool_conn {
 	enum pool_conn_state	 state;
 	struct event		*idle_timer;
 	struct pool_wait	*waiter;	/* OPENING: opened for it */
+	struct server_gen	*gen;		/* configuration it uses */
 };
 
 TAILQ_HEAD(pool_conn_list, pool_conn);
@@ -73,6 +74,8 @@ struct pool_entry {
 	unsigned		 nconns;	/* opening + idle + busy */
 	struct pool_wait_list	 waiters;
 	unsigned		 nwaiters;
+	uint64_t		 sent;
+	uint64_t		 errors;
 };
 
 TAILQ_HEAD(pool_entry_list, pool_entry);
@@ -82,6 +85,8 @@ struct pool {
 	struct pool_entry_list	 entries;
 	uint64_t		 opened;
 	uint64_t		 reused;
+	uint64_t		 sent;
+	uint64_t		 errors;
 };
 
 static void pool_entry_dispatch(struct pool_entry *);
@@ -382,6 +387,7 @@ pool_conn_close(struct pool_conn *pc, int send_quit, const char *reason)
 	if (pc->idle_timer != NULL)
 		event_free(pc->idle_timer);
 	smtp_close(pc->conn, send_quit);
+	server_gen_release(pc->gen);
 	free(pc);
 }
 
@@ -465,6 +471,8 @@ pool_open_cb(struct smtp_conn *conn, const struct smtp_result *result,
 
 	/* The request it was opened for gets the failure; later requests
 	 * try their own connection. */
+	entry->errors++;
+	entry->pool->errors++;
 	pool_conn_close(pc, 0, result->detail[0] != '\0' ? result->detail :
 	    "open failed");
 	if (w != NULL)
@@ -516,6 +524,9 @@ pool_conn_open(struct pool_entry *entry, struct pool_wait *w)
 	}
 
 	memset(&settings, 0, sizeof(settings));
+	/* The settings point into the configuration of the moment, which a
+	 * reload must not free while this connection lives. */
+	pc->gen = server_gen_hold(server);
 	settings.base = server->base;
 	settings.dns = server->dns;
 	settings.server = entry->key.server;
@@ -524,6 +535,14 @@ pool_conn_open(struct pool_entry *entry, struct pool_wait *w)
 		    entry->key.server.profile);
 		settings.ssl_ctx = tlsctx_get(server->tls,
 		    entry->key.server.profile);
+		/* A reload may have removed the profile since the session
+		 * checked it. */
+		if (settings.profile == NULL || settings.ssl_ctx == NULL) {
+			server_gen_release(pc->gen);
+			event_free(pc->idle_timer);
+			free(pc);
+			return -1;
+		}
 	}
 	settings.helo_name = server->helo_name;
 	settings.timeouts = server->cfg->timeouts;
@@ -548,6 +567,7 @@ pool_conn_open(struct pool_entry *entry, struct pool_wait *w)
 		TAILQ_REMOVE(&entry->conns, pc, link);
 		entry->nconns--;
 		w->opening = NULL;
+		server_gen_release(pc->gen);
 		event_free(pc->idle_timer);
 		free(pc);
 		return -1;
@@ -613,8 +633,9 @@ pool_entry_dispatch(struct pool_entry *entry)
 			memset(&failure, 0, sizeof(failure));
 			failure.outcome = SMTP_NETWORK;
 			snprintf(failure.detail, sizeof(failure.detail),
-			    "cannot open a connection to %.160s: %s",
-			    entry->key.text, strerror(ENOMEM));
+			    "cannot open a connection to %.160s: out of "
+			    "memory, or its TLS profile is no longer "
+			    "defined", entry->key.text);
 			pool_wait_answer(w, NULL, &failure);
 		}
 	}
@@ -650,6 +671,55 @@ pool_release(struct pool *pool, struct smtp_conn *conn, int reusable)
 }
 
 void
+pool_note_result(struct pool *pool, const struct pool_key *key, int sent)
+{
+	struct pool_entry	*entry = pool_entry_find(pool, key);
+
+	if (sent)
+		pool->sent++;
+	else
+		pool->errors++;
+	if (entry == NULL)
+		return;
+	if (sent)
+		entry->sent++;
+	else
+		entry->errors++;
+}
+
+void
+pool_foreach_row(const struct pool *pool, pool_row_cb *cb, void *arg)
+{
+	const struct pool_entry	*entry;
+	const struct pool_conn	*pc;
+	struct pool_row		 row;
+	time_t			 now = time(NULL), age;
+
+	TAILQ_FOREACH(entry, &pool->entries, link) {
+		memset(&row, 0, sizeof(row));
+		connstr_format(&entry->key.server, row.server,
+		    sizeof(row.server));
+		security_driver_names(&entry->security, row.drivers,
+		    sizeof(row.drivers));
+		row.waiting = entry->nwaiters;
+		row.sent = entry->sent;
+		row.errors = entry->errors;
+		TAILQ_FOREACH(pc, &entry->conns, link) {
+			if (pc->state == POOL_CONN_IDLE)
+				row.idle++;
+			else if (pc->state == POOL_CONN_BUSY)
+				row.busy++;
+			else
+				row.opening++;
+			age = now - smtp_opened_at(pc->conn);
+			if (age > row.oldest_age)
+				row.oldest_age = age;
+		}
+		cb(&row, arg);
+	}
+}
+
+void
 pool_get_totals(const struct pool *pool, struct pool_totals *t)
 {
 	const struct pool_entry	*entry;
@@ -670,6 +740,8 @@ pool_get_totals(const struct pool *pool, struct pool_totals *t)
 	}
 	t->opened = pool->opened;
 	t->reused = pool->reused;
+	t->sent = pool->sent;
+	t->errors = pool->errors;
 }
 
 void

@@ -74,6 +74,10 @@ void pool_cancel(struct pool_wait *);
  * is no longer usable or is over its limits) it is closed. */
 void pool_release(struct pool *, struct smtp_conn *, int reusable);
 
+/* Records the outcome of a transaction on a connection of key: sent
+ * (the server accepted the message) or an error. */
+void pool_note_result(struct pool *, const struct pool_key *key, int sent);
+
 /* Counts for logs and status output. */
 struct pool_totals {
 	unsigned	keys;
@@ -83,8 +87,28 @@ struct pool_totals {
 	unsigned	waiting;
 	uint64_t	opened;
 	uint64_t	reused;
+	uint64_t	sent;		/* since the daemon started */
+	uint64_t	errors;		/* failed opens and transactions */
 };
 
 void pool_get_totals(const struct pool *, struct pool_totals *);
+
+/* One key as status output shows it; never contains a secret. */
+struct pool_row {
+	char		server[POOL_MAX_KEY];	/* normalized connstr */
+	char		drivers[SECURITY_MAX_DESCRIPTION];
+	unsigned	idle;
+	unsigned	busy;
+	unsigned	opening;
+	unsigned	waiting;
+	uint64_t	sent;
+	uint64_t	errors;
+	int64_t		oldest_age;	/* seconds, 0 without connections */
+};
+
+typedef void pool_row_cb(const struct pool_row *, void *arg);
+
+/* Calls cb for every key in the pool. */
+void pool_foreach_row(const struct pool *, pool_row_cb *cb, void *arg);
 
 #endif

@@ -1,42 +1,45 @@
 /*
- * server.c - the listening Unix socket, signals and the daemon's shutdown.
+ * server.c - the daemon's life cycle: start-up, systemd notifications,
+ * configuration reload and the draining shutdown.
  *
- * The socket path comes from the command line, the configuration, or the
- * default rule shared with the clients (proto_default_socket_path).  A
- * socket file left by a dead daemon is replaced; a live daemon on the same
- * path is a start-up error.
+ * systemd: READY=1 once the configuration, the TLS contexts and the socket
+ * are ready; STATUS= with pool counts every SERVER_STATUS_INTERVAL seconds
+ * and after a reload; RELOADING=1 and READY=1 around a reload; STOPPING=1
+ * on SIGTERM; WATCHDOG=1 at half the watchdog interval when systemd asks
+ * for one.  Without systemd these calls do nothing.
  *
- * Shutdown (SIGTERM or SIGINT): the listener closes, every client is
- * disconnected, transactions already running upstream finish (bounded by
- * their state timeouts and a fixed deadline), idle upstream connections
- * get QUIT, and the loop ends when nothing is left.
+ * SIGHUP re-reads the configuration file.  New pool limits, timeouts and
+ * TLS profiles apply to connections opened afterwards; an invalid file is
+ * logged and the running configuration stays.
+ *
+ * SIGTERM or SIGINT: the listener closes; clients without a request in
+ * progress are disconnected at once; requests in progress finish and get
+ * their reply, within shutdown.drain_timeout; what is still running then
+ * is cut off and reported as failed.  Idle upstream connections get QUIT
+ * and the loop ends when nothing is left.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/random.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 
 #include <event2/event.h>
 #include <event2/dns.h>
-#include <event2/listener.h>
+#include <systemd/sd-daemon.h>
 
-#include "proto.h"
+#include "listener.h"
 #include "log.h"
 #include "pool.h"
+#include "security.h"
 #include "server.h"
 #include "session.h"
 
-/* Seconds a stopping daemon waits for running transactions. */
-#define SERVER_STOP_DEADLINE	30
-
-static struct event	*server_stop_timer;
+/* Seconds between STATUS= updates to systemd. */
+#define SERVER_STATUS_INTERVAL	5
 
 uint64_t
 server_new_id(void)
@@ -50,6 +53,78 @@ server_new_id(void)
 	id ^= ++counter;
 	return id != 0 ? id : 1;
 }
+
+/* ---- Configuration generations ------------------------------------ */
+
+static struct server_gen *
+server_gen_new(struct config *cfg, char *err, size_t errlen)
+{
+	struct server_gen	*gen;
+
+	gen = calloc(1, sizeof(*gen));
+	if (gen == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	gen->tls = tlsctx_set_new(cfg, err, errlen);
+	if (gen->tls == NULL) {
+		free(gen);
+		return NULL;
+	}
+	gen->cfg = cfg;
+	gen->refs = 1;
+	return gen;
+}
+
+struct server_gen *
+server_gen_hold(struct server *server)
+{
+	server->gen->refs++;
+	return server->gen;
+}
+
+void
+server_gen_release(struct server_gen *gen)
+{
+	if (gen == NULL || --gen->refs != 0)
+		return;
+	tlsctx_set_free(gen->tls);
+	config_free(gen->cfg);
+	free(gen);
+}
+
+/* Makes gen the current generation. */
+static void
+server_gen_install(struct server *server, struct server_gen *gen)
+{
+	struct server_gen	*old = server->gen;
+
+	server->gen = gen;
+	server->cfg = gen->cfg;
+	server->tls = gen->tls;
+	server_gen_release(old);
+}
+
+/* Logs a warning for each profile that does not verify servers. */
+static void
+server_warn_unverified(const struct config *cfg)
+{
+	size_t	i;
+
+	if (!cfg->tls_default.verify_server)
+		log_event(LOG_LEVEL_WARNING, 0, "-", "config.tls",
+		    "profile=default detail=\"verify_server is off: server "
+		    "certificates are not checked\"");
+	for (i = 0; i < cfg->nprofiles; i++) {
+		if (!cfg->profiles[i].verify_server)
+			log_event(LOG_LEVEL_WARNING, 0, "-", "config.tls",
+			    "profile=%s detail=\"verify_server is off: server "
+			    "certificates are not checked\"",
+			    cfg->profiles[i].name);
+	}
+}
+
+/* ---- Start-up ----------------------------------------------------- */
 
 /* Fills the HELO name and spool folder from the configuration or the
  * system. */
@@ -80,7 +155,7 @@ server_set_names(struct server *server)
 }
 
 static void
-server_libevent_dns_init(struct server *server)
+server_dns_init(struct server *server)
 {
 	server->dns = evdns_base_new(server->base,
 	    EVDNS_BASE_INITIALIZE_NAMESERVERS);
@@ -96,26 +171,44 @@ server_libevent_dns_init(struct server *server)
 }
 
 int
-server_init(struct server *server, struct config *cfg, char *err,
-    size_t errlen)
+server_init(struct server *server, struct config *cfg,
+    const char *config_path, char *err, size_t errlen)
 {
+	struct server_gen	*gen;
+
 	memset(server, 0, sizeof(*server));
 	TAILQ_INIT(&server->sessions);
+	server->started = time(NULL);
+	/* Until the generation exists, server_free() frees cfg itself. */
 	server->cfg = cfg;
+	if (config_path != NULL &&
+	    (server->config_path = strdup(config_path)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (security_init_key() == -1) {
+		snprintf(err, errlen, "cannot create the security digest key: "
+		    "the random number generator failed");
+		return -1;
+	}
 
 	server->base = event_base_new();
 	if (server->base == NULL) {
 		snprintf(err, errlen, "cannot create the event loop");
 		return -1;
 	}
-	server_libevent_dns_init(server);
+	server_dns_init(server);
 	if (server->dns == NULL) {
 		snprintf(err, errlen, "cannot create the DNS resolver");
 		return -1;
 	}
-	server->tls = tlsctx_set_new(cfg, err, errlen);
-	if (server->tls == NULL)
+	gen = server_gen_new(cfg, err, errlen);
+	if (gen == NULL)
 		return -1;
+	server->gen = gen;
+	server->tls = gen->tls;
+	server_warn_unverified(cfg);
+
 	server->pool = pool_new(server);
 	if (server->pool == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -125,185 +218,119 @@ server_init(struct server *server, struct config *cfg, char *err,
 	return 0;
 }
 
-/* ---- Socket ------------------------------------------------------- */
-
-/* Returns 1 when a daemon accepts connections on path. */
-static int
-server_socket_alive(const struct sockaddr_un *sun)
-{
-	int	fd, alive;
-
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd == -1)
-		return 0;
-	alive = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0;
-	close(fd);
-	return alive;
-}
-
-/* Creates the socket's folder when it does not exist (one level, as
- * /run/smtpool is when the daemon runs without systemd). */
-static void
-server_make_parent(const char *path)
-{
-	char	dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	char	*slash;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash == NULL || slash == dir)
-		return;
-	*slash = '\0';
-	if (mkdir(dir, 0755) == 0)
-		log_event(LOG_LEVEL_INFO, 0, "-", "daemon.mkdir", "path=%s",
-		    dir);
-}
-
-/* Binds and listens on path.  Returns the descriptor or -1 with err. */
-static int
-server_bind(const char *path, mode_t mode, char *err, size_t errlen)
-{
-	struct sockaddr_un	sun;
-	struct stat		st;
-	int			fd;
-
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "socket path %s is longer than %zu "
-		    "bytes; choose a shorter socket.path", path,
-		    sizeof(sun.sun_path) - 1);
-		return -1;
-	}
-	memcpy(sun.sun_path, path, strlen(path));
-	server_make_parent(path);
-
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1) {
-		snprintf(err, errlen, "socket: %s", strerror(errno));
-		return -1;
-	}
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-		if (errno != EADDRINUSE) {
-			snprintf(err, errlen, "cannot bind %s: %s", path,
-			    strerror(errno));
-			close(fd);
-			return -1;
-		}
-		if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
-			snprintf(err, errlen, "%s exists and is not a socket; "
-			    "remove it or choose another socket.path", path);
-			close(fd);
-			return -1;
-		}
-		if (server_socket_alive(&sun)) {
-			snprintf(err, errlen, "another smtpoold is already "
-			    "listening on %s", path);
-			close(fd);
-			return -1;
-		}
-		log_event(LOG_LEVEL_NOTICE, 0, "-", "daemon.stale-socket",
-		    "path=%s", path);
-		if (unlink(path) == -1 ||
-		    bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-			snprintf(err, errlen, "cannot replace stale socket "
-			    "%s: %s", path, strerror(errno));
-			close(fd);
-			return -1;
-		}
-	}
-	if (chmod(path, mode) == -1 || listen(fd, 128) == -1) {
-		snprintf(err, errlen, "cannot set up socket %s: %s", path,
-		    strerror(errno));
-		unlink(path);
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/* Turns away a client over max_clients with an ERROR frame. */
-static void
-server_reject_client(struct server *server, evutil_socket_t fd)
-{
-	struct proto_buf	buf;
-	char			message[128];
-	ssize_t			n;
-
-	snprintf(message, sizeof(message), "too many clients: the daemon "
-	    "serves at most %u at once (max_clients); try again later",
-	    server->cfg->max_clients);
-	memset(&buf, 0, sizeof(buf));
-	if (proto_build_reply(&buf, PROTO_OP_ERROR, PROTO_STATUS_NETWORK, 0,
-	    "", message, NULL, 0) == 0) {
-		/* Best effort: the frame fits an empty socket buffer. */
-		n = write(fd, buf.data, buf.len);
-		(void)n;
-	}
-	proto_buf_free(&buf);
-	evutil_closesocket(fd);
-	log_event(LOG_LEVEL_WARNING, 0, "-", "daemon.client-rejected",
-	    "reason=max_clients max_clients=%u", server->cfg->max_clients);
-}
-
-static void
-server_accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
-    struct sockaddr *addr, int socklen, void *arg)
-{
-	struct server	*server = arg;
-
-	if (server->stopping) {
-		evutil_closesocket(fd);
-		return;
-	}
-	if (server->nsessions >= server->cfg->max_clients) {
-		server_reject_client(server, fd);
-		return;
-	}
-	evutil_make_socket_nonblocking(fd);
-	if (session_new(server, fd) == NULL)
-		log_event(LOG_LEVEL_ERR, 0, "-", "daemon.accept",
-		    "error=\"out of memory\"");
-}
-
-static void
-server_accept_error_cb(struct evconnlistener *listener, void *arg)
-{
-	int	error = EVUTIL_SOCKET_ERROR();
-
-	log_event(LOG_LEVEL_ERR, 0, "-", "daemon.accept", "error=\"%s\"",
-	    evutil_socket_error_to_string(error));
-}
-
 int
 server_listen(struct server *server, const char *socket_path, char *err,
     size_t errlen)
 {
-	char	path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	int	fd;
+	return listener_open(server, socket_path, err, errlen);
+}
 
-	if (socket_path != NULL)
-		snprintf(path, sizeof(path), "%s", socket_path);
-	else if (server->cfg->socket_path != NULL)
-		snprintf(path, sizeof(path), "%s", server->cfg->socket_path);
-	else if (proto_default_socket_path(path, sizeof(path), err,
-	    errlen) == -1)
-		return -1;
+/* ---- systemd ------------------------------------------------------ */
 
-	fd = server_bind(path, server->cfg->socket_mode, err, errlen);
-	if (fd == -1)
+/* Sends STATUS= with the current counts. */
+static void
+server_notify_status(struct server *server)
+{
+	struct pool_totals	t;
+
+	if (server->pool != NULL)
+		pool_get_totals(server->pool, &t);
+	else
+		t = server->final_totals;
+	sd_notifyf(0, "STATUS=sessions=%u keys=%u idle=%u busy=%u "
+	    "opening=%u waiting=%u sent=%llu errors=%llu%s",
+	    server->nsessions, t.keys, t.idle, t.busy, t.opening, t.waiting,
+	    (unsigned long long)t.sent, (unsigned long long)t.errors,
+	    server->stopping ? " stopping" : "");
+}
+
+static void
+server_status_cb(evutil_socket_t fd, short what, void *arg)
+{
+	server_notify_status(arg);
+}
+
+static void
+server_watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+	sd_notify(0, "WATCHDOG=1");
+}
+
+/* Starts the STATUS= and WATCHDOG=1 timers. */
+static int
+server_notify_start(struct server *server)
+{
+	struct timeval	tv = { SERVER_STATUS_INTERVAL, 0 };
+	uint64_t	usec = 0;
+
+	server->ev_status = event_new(server->base, -1, EV_PERSIST,
+	    server_status_cb, server);
+	if (server->ev_status == NULL)
 		return -1;
-	server->socket_path = strdup(path);
-	server->socket_owned = 1;
-	server->listener = evconnlistener_new(server->base, server_accept_cb,
-	    server, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-	if (server->listener == NULL || server->socket_path == NULL) {
-		snprintf(err, errlen, "cannot listen on %s", path);
-		close(fd);
-		return -1;
+	event_add(server->ev_status, &tv);
+
+	if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+		/* Half the interval, as sd_watchdog_enabled(3) advises. */
+		tv.tv_sec = (time_t)(usec / 2 / 1000000);
+		tv.tv_usec = (suseconds_t)(usec / 2 % 1000000);
+		server->ev_watchdog = event_new(server->base, -1, EV_PERSIST,
+		    server_watchdog_cb, server);
+		if (server->ev_watchdog == NULL)
+			return -1;
+		event_add(server->ev_watchdog, &tv);
+		log_event(LOG_LEVEL_INFO, 0, "-", "daemon.watchdog",
+		    "interval_usec=%llu", (unsigned long long)usec);
 	}
-	evconnlistener_set_error_cb(server->listener, server_accept_error_cb);
 	return 0;
+}
+
+/* ---- Reload ------------------------------------------------------- */
+
+static void
+server_reload(struct server *server)
+{
+	struct server_gen	*gen;
+	struct config		*cfg;
+	char			 err[512];
+
+	sd_notify(0, "RELOADING=1");
+	log_event(LOG_LEVEL_NOTICE, 0, "-", "daemon.reload", "config=%s",
+	    server->config_path != NULL ? server->config_path : "built-in");
+
+	cfg = config_load(server->config_path, err, sizeof(err));
+	if (cfg == NULL) {
+		log_event(LOG_LEVEL_ERR, 0, "-", "daemon.reload-failed",
+		    "error=\"%s\" detail=\"the running configuration stays\"",
+		    err);
+		goto done;
+	}
+	gen = server_gen_new(cfg, err, sizeof(err));
+	if (gen == NULL) {
+		log_event(LOG_LEVEL_ERR, 0, "-", "daemon.reload-failed",
+		    "error=\"%s\" detail=\"the running configuration stays\"",
+		    err);
+		config_free(cfg);
+		goto done;
+	}
+
+	if ((cfg->socket_path == NULL) != (server->cfg->socket_path == NULL) ||
+	    (cfg->socket_path != NULL &&
+	    strcmp(cfg->socket_path, server->cfg->socket_path) != 0) ||
+	    cfg->socket_mode != server->cfg->socket_mode)
+		log_event(LOG_LEVEL_WARNING, 0, "-", "daemon.reload",
+		    "detail=\"socket.path and socket.mode changes take "
+		    "effect after a restart\"");
+	if (cfg->log_level != server->cfg->log_level &&
+	    log_get_level() != LOG_LEVEL_DEBUG)
+		log_set_level(cfg->log_level);
+	server_warn_unverified(cfg);
+	server_gen_install(server, gen);
+	log_event(LOG_LEVEL_NOTICE, 0, "-", "daemon.reloaded",
+	    "max_per_key=%u idle_timeout=%u profiles=%zu",
+	    cfg->pool.max_per_key, cfg->pool.idle_timeout, cfg->nprofiles);
+done:
+	sd_notify(0, "READY=1");
+	server_notify_status(server);
 }
 
 /* ---- Shutdown ----------------------------------------------------- */
@@ -312,14 +339,18 @@ server_listen(struct server *server, const char *socket_path, char *err,
 static void
 server_finish_stop(struct server *server)
 {
-	if (server_stop_timer != NULL) {
-		event_free(server_stop_timer);
-		server_stop_timer = NULL;
+	if (server->ev_drain != NULL) {
+		event_free(server->ev_drain);
+		server->ev_drain = NULL;
 	}
 	/* QUIT goes to idle connections; their closing ends the loop. */
 	pool_get_totals(server->pool, &server->final_totals);
 	pool_free(server->pool);
 	server->pool = NULL;
+	if (server->ev_status != NULL)
+		event_del(server->ev_status);
+	if (server->ev_watchdog != NULL)
+		event_del(server->ev_watchdog);
 	if (server->ev_sigterm != NULL)
 		event_del(server->ev_sigterm);
 	if (server->ev_sigint != NULL)
@@ -341,42 +372,40 @@ server_session_gone(struct server *server)
 }
 
 static void
-server_stop_deadline_cb(evutil_socket_t fd, short what, void *arg)
+server_drain_deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server	*server = arg;
 
-	log_event(LOG_LEVEL_WARNING, 0, "-", "daemon.stop-deadline",
-	    "seconds=%d sessions=%u", SERVER_STOP_DEADLINE,
+	log_event(LOG_LEVEL_WARNING, 0, "-", "daemon.drain-timeout",
+	    "seconds=%u sessions=%u", server->cfg->drain_timeout,
 	    server->nsessions);
-	event_base_loopbreak(server->base);
+	session_cut_off_all(server);
+	server_session_gone(server);
 }
 
 static void
 server_stop(struct server *server, const char *signal_name)
 {
-	struct timeval	tv = { SERVER_STOP_DEADLINE, 0 };
+	struct timeval	tv;
 
 	if (server->stopping)
 		return;
 	server->stopping = 1;
+	sd_notify(0, "STOPPING=1");
 	log_event(LOG_LEVEL_NOTICE, 0, "-", "daemon.stopping",
-	    "signal=%s sessions=%u", signal_name, server->nsessions);
+	    "signal=%s sessions=%u drain_timeout=%u", signal_name,
+	    server->nsessions, server->cfg->drain_timeout);
 
-	if (server->listener != NULL) {
-		evconnlistener_free(server->listener);
-		server->listener = NULL;
-	}
-	if (server->socket_owned && server->socket_path != NULL) {
-		unlink(server->socket_path);
-		server->socket_owned = 0;
-	}
+	listener_close(server);
 
-	server_stop_timer = evtimer_new(server->base, server_stop_deadline_cb,
-	    server);
-	if (server_stop_timer != NULL)
-		evtimer_add(server_stop_timer, &tv);
+	tv.tv_sec = server->cfg->drain_timeout;
+	tv.tv_usec = 0;
+	server->ev_drain = evtimer_new(server->base,
+	    server_drain_deadline_cb, server);
+	if (server->ev_drain != NULL)
+		evtimer_add(server->ev_drain, &tv);
 
-	session_shutdown_all(server);
+	session_drain_all(server);
 	server_session_gone(server);
 }
 
@@ -393,10 +422,8 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
 		server_stop(server, "SIGINT");
 		break;
 	case SIGHUP:
-		/* TODO: re-read the configuration on SIGHUP. */
-		log_event(LOG_LEVEL_NOTICE, 0, "-", "daemon.sighup",
-		    "detail=\"configuration reload is not supported yet; "
-		    "restart the daemon to apply changes\"");
+		if (!server->stopping)
+			server_reload(server);
 		break;
 	default:
 		break;
@@ -414,7 +441,7 @@ server_run(struct server *server)
 	server->ev_sighup = evsignal_new(server->base, SIGHUP,
 	    server_signal_cb, server);
 	if (server->ev_sigterm == NULL || server->ev_sigint == NULL ||
-	    server->ev_sighup == NULL)
+	    server->ev_sighup == NULL || server_notify_start(server) == -1)
 		return -1;
 	event_add(server->ev_sigterm, NULL);
 	event_add(server->ev_sigint, NULL);
@@ -422,45 +449,51 @@ server_run(struct server *server)
 
 	log_event(LOG_LEVEL_NOTICE, 0, "-", "daemon.ready",
 	    "socket=%s helo=%s", server->socket_path, server->helo_name);
+	sd_notify(0, "READY=1");
+	server_notify_status(server);
 	if (event_base_dispatch(server->base) == -1)
 		return -1;
 
 	if (server->pool != NULL)
 		pool_get_totals(server->pool, &server->final_totals);
 	log_event(LOG_LEVEL_NOTICE, 0, "-", "daemon.stopped",
-	    "sessions=%llu opened=%llu reused=%llu",
+	    "sessions=%llu opened=%llu reused=%llu sent=%llu",
 	    (unsigned long long)server->sessions_total,
 	    (unsigned long long)server->final_totals.opened,
-	    (unsigned long long)server->final_totals.reused);
+	    (unsigned long long)server->final_totals.reused,
+	    (unsigned long long)server->final_totals.sent);
 	return 0;
+}
+
+static void
+server_event_free(struct event **ev)
+{
+	if (*ev != NULL)
+		event_free(*ev);
+	*ev = NULL;
 }
 
 void
 server_free(struct server *server)
 {
-	if (server->listener != NULL)
-		evconnlistener_free(server->listener);
-	if (server->socket_owned && server->socket_path != NULL)
-		unlink(server->socket_path);
+	listener_close(server);
 	free(server->socket_path);
+	free(server->config_path);
 	if (server->pool != NULL)
 		pool_free(server->pool);
-	if (server_stop_timer != NULL) {
-		event_free(server_stop_timer);
-		server_stop_timer = NULL;
-	}
-	if (server->ev_sigterm != NULL)
-		event_free(server->ev_sigterm);
-	if (server->ev_sigint != NULL)
-		event_free(server->ev_sigint);
-	if (server->ev_sighup != NULL)
-		event_free(server->ev_sighup);
+	server_event_free(&server->ev_drain);
+	server_event_free(&server->ev_status);
+	server_event_free(&server->ev_watchdog);
+	server_event_free(&server->ev_sigterm);
+	server_event_free(&server->ev_sigint);
+	server_event_free(&server->ev_sighup);
 	if (server->dns != NULL)
 		evdns_base_free(server->dns, 0);
-	if (server->tls != NULL)
-		tlsctx_set_free(server->tls);
 	if (server->base != NULL)
 		event_base_free(server->base);
-	config_free(server->cfg);
+	if (server->gen != NULL)
+		server_gen_release(server->gen);
+	else
+		config_free(server->cfg);
 	memset(server, 0, sizeof(*server));
 }

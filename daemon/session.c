@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 
@@ -74,6 +75,7 @@ struct session {
 	enum session_op		 op;
 	struct pool_wait	*wait;
 	int			 client_gone;	/* EOF, error or dropped */
+	int			 stopping;	/* drop after this request */
 	int			 close_after_write;
 	int			 freeing;
 	unsigned		 frames;
@@ -283,6 +285,15 @@ static void
 session_request_done(struct session *s)
 {
 	s->op = SESSION_OP_NONE;
+	if (s->stopping && !s->client_gone) {
+		/* The reply is queued; the daemon is stopping, so the client
+		 * is let go once it has been written. */
+		s->close_after_write = 1;
+		bufferevent_disable(s->bev, EV_READ);
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+			session_drop(s, "daemon stopping");
+		return;
+	}
 	if (s->client_gone) {
 		session_try_free(s);
 		return;
@@ -557,6 +568,68 @@ session_get_security(struct session *s, const struct proto_frame *f)
 	    "security driver", extra, 2);
 }
 
+/* ---- STATUS ------------------------------------------------------- */
+
+static void
+session_status_row_cb(const struct pool_row *row, void *arg)
+{
+	struct session		*s = arg;
+	struct proto_buf	 buf;
+
+	memset(&buf, 0, sizeof(buf));
+	proto_buf_begin(&buf, PROTO_OP_STATUS_ROW);
+	proto_buf_add_str(&buf, row->server);
+	proto_buf_add_str(&buf, row->drivers);
+	proto_buf_add_i32(&buf, (int32_t)row->idle);
+	proto_buf_add_i32(&buf, (int32_t)row->busy);
+	proto_buf_add_i32(&buf, (int32_t)row->opening);
+	proto_buf_add_i32(&buf, (int32_t)row->waiting);
+	proto_buf_add_i64(&buf, (int64_t)row->sent);
+	proto_buf_add_i64(&buf, (int64_t)row->errors);
+	proto_buf_add_i64(&buf, row->oldest_age);
+	if (proto_buf_finish(&buf) == 0)
+		bufferevent_write(s->bev, buf.data, buf.len);
+	proto_buf_free(&buf);
+}
+
+/* Answers STATUS: one STATUS_ROW per pool key, then the daemon totals as
+ * name=value extras of the REPLY. */
+static void
+session_status(struct session *s)
+{
+	struct server		*server = s->server;
+	struct pool_totals	 t;
+	char			 values[12][48];
+	const char		*extra[12];
+	size_t			 i;
+
+	pool_foreach_row(server->pool, session_status_row_cb, s);
+	pool_get_totals(server->pool, &t);
+	snprintf(values[0], sizeof(values[0]), "sessions=%u",
+	    server->nsessions);
+	snprintf(values[1], sizeof(values[1]), "keys=%u", t.keys);
+	snprintf(values[2], sizeof(values[2]), "idle=%u", t.idle);
+	snprintf(values[3], sizeof(values[3]), "busy=%u", t.busy);
+	snprintf(values[4], sizeof(values[4]), "opening=%u", t.opening);
+	snprintf(values[5], sizeof(values[5]), "waiting=%u", t.waiting);
+	snprintf(values[6], sizeof(values[6]), "opened=%llu",
+	    (unsigned long long)t.opened);
+	snprintf(values[7], sizeof(values[7]), "reused=%llu",
+	    (unsigned long long)t.reused);
+	snprintf(values[8], sizeof(values[8]), "sent=%llu",
+	    (unsigned long long)t.sent);
+	snprintf(values[9], sizeof(values[9]), "errors=%llu",
+	    (unsigned long long)t.errors);
+	snprintf(values[10], sizeof(values[10]), "uptime=%lld",
+	    (long long)(time(NULL) - server->started));
+	snprintf(values[11], sizeof(values[11]), "version=%s",
+	    SMTPOOL_VERSION);
+	for (i = 0; i < 12; i++)
+		extra[i] = values[i];
+	session_write_frame(s, PROTO_OP_REPLY, PROTO_STATUS_OK, 0, "",
+	    "pool status", extra, 12);
+}
+
 /* ---- SENDMAIL ----------------------------------------------------- */
 
 /* Keeps the first failure of a SENDMAIL request for the reply after END. */
@@ -806,6 +879,7 @@ session_send_done_cb(struct smtp_conn *conn, const struct smtp_result *r,
 	}
 
 	pool_release(s->server->pool, conn, 1);
+	pool_note_result(s->server->pool, &s->send.key, r->outcome == SMTP_OK);
 	session_record_reply(s, r);
 	status = session_status_for(r);
 	if (r->outcome == SMTP_OK && r->refused == 0)
@@ -905,6 +979,9 @@ session_dispatch(struct session *s, const struct proto_frame *f)
 	case PROTO_OP_SET_SECURITY:
 		session_set_security(s, f);
 		return 0;
+	case PROTO_OP_STATUS:
+		session_status(s);
+		return 0;
 	case PROTO_OP_GET_SECURITY:
 		session_get_security(s, f);
 		return 0;
@@ -985,7 +1062,8 @@ session_write_cb(struct bufferevent *bev, void *arg)
 	struct session	*s = arg;
 
 	if (s->close_after_write)
-		session_drop(s, "protocol error");
+		session_drop(s, s->stopping ? "daemon stopping" :
+		    "protocol error");
 }
 
 static void
@@ -1002,11 +1080,9 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 /* ---- Creation ----------------------------------------------------- */
 
 struct session *
-session_new(struct server *server, evutil_socket_t fd)
+session_new(struct server *server, evutil_socket_t fd, const char *peer)
 {
 	struct session	*s;
-	struct ucred	 cred;
-	socklen_t	 len = sizeof(cred);
 
 	s = calloc(1, sizeof(*s));
 	if (s == NULL) {
@@ -1016,11 +1092,7 @@ session_new(struct server *server, evutil_socket_t fd)
 	s->server = server;
 	s->id = server_new_id();
 
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
-		snprintf(s->peer, sizeof(s->peer), "pid=%ld,uid=%ld,gid=%ld",
-		    (long)cred.pid, (long)cred.uid, (long)cred.gid);
-	else
-		snprintf(s->peer, sizeof(s->peer), "unknown-peer");
+	snprintf(s->peer, sizeof(s->peer), "%s", peer);
 
 	s->bev = bufferevent_socket_new(server->base, fd,
 	    BEV_OPT_CLOSE_ON_FREE);
@@ -1051,18 +1123,57 @@ session_new(struct server *server, evutil_socket_t fd)
 }
 
 void
-session_shutdown(struct session *s)
-{
-	session_drop(s, "daemon stopping");
-}
-
-void
-session_shutdown_all(struct server *server)
+session_drain_all(struct server *server)
 {
 	struct session	*s, *next;
 
 	for (s = TAILQ_FIRST(&server->sessions); s != NULL; s = next) {
 		next = TAILQ_NEXT(s, link);
-		session_shutdown(s);
+		s->stopping = 1;
+		/* A client between requests goes now; one in the middle of a
+		 * request (its body still arriving, or waiting for the pool or
+		 * the server) is answered first. */
+		if (s->op == SESSION_OP_NONE)
+			session_drop(s, "daemon stopping");
+	}
+}
+
+/* Fails the request in progress because the drain time is over. */
+static void
+session_cut_off(struct session *s)
+{
+	const char	*message = "transaction cut off: the daemon is "
+			    "stopping";
+
+	if (s->op == SESSION_OP_NONE || s->client_gone) {
+		session_drop(s, "daemon stopping");
+		return;
+	}
+	log_event(LOG_LEVEL_WARNING, s->id, s->peer, "session.cut-off",
+	    "op=%d", (int)s->op);
+	if (s->wait != NULL) {
+		pool_cancel(s->wait);
+		s->wait = NULL;
+	}
+	if (s->send.conn != NULL) {
+		/* The server may or may not have the message; the client is
+		 * told it failed, never that it was sent. */
+		pool_release(s->server->pool, s->send.conn, 0);
+		s->send.conn = NULL;
+	}
+	session_reply(s, PROTO_STATUS_NETWORK, "%s", message);
+	session_send_reset(s);
+	session_request_done(s);
+}
+
+void
+session_cut_off_all(struct server *server)
+{
+	struct session	*s, *next;
+
+	for (s = TAILQ_FIRST(&server->sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, link);
+		s->stopping = 1;
+		session_cut_off(s);
 	}
 }

@@ -17,12 +17,15 @@
 struct server;
 struct session;
 
-/* Takes over fd.  Returns NULL (fd closed) on ENOMEM. */
-struct session *session_new(struct server *, evutil_socket_t fd);
-/* Ends the session at daemon shutdown: the client is disconnected and any
- * pending request is dropped. */
-void session_shutdown(struct session *);
-/* Ends every session of the server, as session_shutdown() does. */
-void session_shutdown_all(struct server *);
+/* Takes over fd; peer describes the client's credentials for logs.
+ * Returns NULL (fd closed) on ENOMEM. */
+struct session *session_new(struct server *, evutil_socket_t fd,
+    const char *peer);
+/* Starts the shutdown of every session: clients without a request in
+ * progress are disconnected now, the others after their reply. */
+void session_drain_all(struct server *);
+/* Ends every request still in progress with a failure reply (status -9)
+ * and disconnects its client; used when the drain time is over. */
+void session_cut_off_all(struct server *);
 
 #endif

@@ -36,7 +36,7 @@ struct proto_field_rule {
  * Field layout of one opcode.  Fields past the listed ones (allowed when
  * max_fields is larger than the number listed) follow the extra rule.
  */
-#define PROTO_RULE_LISTED	4
+#define PROTO_RULE_LISTED	9
 
 struct proto_op_rule {
 	const char		*name;
@@ -124,6 +124,23 @@ static const struct proto_op_rule proto_op_rules[256] = {
 			PROTO_RULE_FIELD("index", PROTO_FIELD_I32, 4),
 			PROTO_RULE_FIELD("properties", PROTO_FIELD_TEXT,
 			    PROTO_MAX_PROPERTIES),
+		},
+	},
+	[PROTO_OP_STATUS] = { .name = "STATUS" },
+	[PROTO_OP_STATUS_ROW] = {
+		.name = "STATUS_ROW", .min_fields = 9, .max_fields = 9,
+		.fields = {
+			PROTO_RULE_FIELD("connection string",
+			    PROTO_FIELD_TEXT, PROTO_MAX_CONNSTR),
+			PROTO_RULE_FIELD("drivers", PROTO_FIELD_TEXT,
+			    PROTO_MAX_MESSAGE),
+			PROTO_RULE_FIELD("idle", PROTO_FIELD_I32, 4),
+			PROTO_RULE_FIELD("busy", PROTO_FIELD_I32, 4),
+			PROTO_RULE_FIELD("opening", PROTO_FIELD_I32, 4),
+			PROTO_RULE_FIELD("waiting", PROTO_FIELD_I32, 4),
+			PROTO_RULE_FIELD("sent", PROTO_FIELD_I64, 8),
+			PROTO_RULE_FIELD("errors", PROTO_FIELD_I64, 8),
+			PROTO_RULE_FIELD("oldest age", PROTO_FIELD_I64, 8),
 		},
 	},
 	[PROTO_OP_REPLY] = PROTO_RULE_REPLY("REPLY"),
@@ -302,7 +319,7 @@ proto_frame_parse(const uint8_t *buf, size_t len, struct proto_frame *f,
 
 	rule = &proto_op_rules[f->op];
 	if (rule->name == NULL) {
-		if (f->op >= 0x0a && f->op <= 0x3f)
+		if (f->op >= 0x0b && f->op <= 0x3f)
 			proto_set_err(err, errlen,
 			    "unknown opcode 0x%02x (reserved for a later "
 			    "protocol version)", f->op);

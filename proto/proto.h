@@ -57,12 +57,19 @@ enum proto_op {
 	PROTO_OP_GET_RESPONSE	= 0x07,	/* (none) */
 	PROTO_OP_SET_SECURITY	= 0x08,	/* properties, parameters */
 	PROTO_OP_GET_SECURITY	= 0x09,	/* index(i32), properties */
-	/* 0x0a..0x3f are reserved for the message builder,
-	 * GetRecipientDetails and status queries. */
+	PROTO_OP_STATUS		= 0x0a,	/* (none): pool status */
+	/* 0x0b..0x3f are reserved for the message builder and
+	 * GetRecipientDetails. */
 	PROTO_OP_REPLY		= 0x80,	/* status(i32), smtp code(i32),
 					 * enhanced, message, extra... */
 	PROTO_OP_ERROR		= 0x81,	/* same layout as REPLY; the daemon
 					 * closes the connection after it */
+	PROTO_OP_STATUS_ROW	= 0x82,	/* one pool key, before the REPLY to
+					 * STATUS: connection string,
+					 * drivers, idle(i32), busy(i32),
+					 * opening(i32), waiting(i32),
+					 * sent(i64), errors(i64),
+					 * oldest age in seconds(i64) */
 };
 
 /*

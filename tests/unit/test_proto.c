@@ -100,6 +100,7 @@ static const struct test_op_case test_op_cases[] = {
 		{ "SMTP=UAuthLoginSMTP", 19 }, { "user=a;password=b", 17 } } },
 	{ "GET_SECURITY", PROTO_OP_GET_SECURITY, 2, {
 		{ "\0\0\0\x01", 4 }, { "SMTP=", 5 } } },
+	{ "STATUS", PROTO_OP_STATUS, 0, { { NULL, 0 } } },
 	{ "REPLY", PROTO_OP_REPLY, 5, {
 		{ test_i32_zero, 4 }, { "\0\0\0\xfa", 4 }, { "2.0.0", 5 },
 		{ "ok", 2 }, { "250 2.0.0 queued", 16 } } },
@@ -408,9 +409,9 @@ test_payload_errors(void)
 	CHECK(test_parse(test_build(0x42, NULL, 0), &f) == -1,
 	    "unknown opcode rejected");
 	CHECK(test_err_has("0x42"), "unknown opcode named in hex");
-	CHECK(test_parse(test_build(0x0a, NULL, 0), &f) == -1,
-	    "reserved opcode 0x0a rejected");
-	CHECK(test_err_has("0x0a"), "reserved opcode named in hex");
+	CHECK(test_parse(test_build(0x0b, NULL, 0), &f) == -1,
+	    "reserved opcode 0x0b rejected");
+	CHECK(test_err_has("0x0b"), "reserved opcode named in hex");
 	CHECK(test_parse(test_build(0x00, NULL, 0), &f) == -1,
 	    "opcode 0x00 rejected");
 	CHECK(test_parse(test_build(0xff, NULL, 0), &f) == -1,
