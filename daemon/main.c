@@ -19,8 +19,13 @@
 #include "log.h"
 #include "server.h"
 
-/* Read when no -c is given and the file exists. */
+/* Read when no -c is given and the file exists; meson sets it from the
+ * install prefix and sysconfdir. */
+#ifdef SMTPOOL_DEFAULT_CONFIG
+#define MAIN_DEFAULT_CONFIG	SMTPOOL_DEFAULT_CONFIG
+#else
 #define MAIN_DEFAULT_CONFIG	"/etc/smtpool/smtpoold.yaml"
+#endif
 
 static void
 main_usage(FILE *out)
@@ -31,9 +36,9 @@ main_usage(FILE *out)
 "Keeps SMTP connections to upstream mail servers in a pool and serves\n"
 "local applications over a Unix socket.\n"
 "\n"
-"  -c, --config FILE   read this YAML configuration (default: "
-MAIN_DEFAULT_CONFIG "\n"
-"                      when it exists, else built-in defaults)\n"
+"  -c, --config FILE   read this YAML configuration; without -c, read\n"
+"                      " MAIN_DEFAULT_CONFIG "\n"
+"                      when it exists, else use built-in defaults\n"
 "  -s, --socket PATH   listen on PATH instead of socket.path\n"
 "  -v, --verbose       log more detail; -v once enables debug lines\n"
 "  -t, --check-config  check the configuration and exit (0 or 78)\n"
