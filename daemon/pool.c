@@ -61,6 +61,7 @@ struct pool_wait {
 	/* What the delivery event hands over. */
 	struct smtp_conn	*result_conn;
 	struct smtp_result	 result;
+	int			 has_result;
 };
 
 TAILQ_HEAD(pool_wait_list, pool_wait);
@@ -206,16 +207,18 @@ pool_wait_deliver_cb(evutil_socket_t fd, short what, void *arg)
 	void			*cbarg = w->arg;
 	struct smtp_conn	*conn = w->result_conn;
 	struct smtp_result	 result = w->result;
+	int			 has_result = w->has_result;
 
 	pool_wait_free(w);
-	cb(conn, conn != NULL ? NULL : &result, cbarg);
+	cb(conn, has_result ? &result : NULL, cbarg);
 }
 
-/* Detaches a request from its entry and schedules its callback with conn,
- * or with failure when conn is NULL. */
+/* Detaches a request from its entry and schedules its callback with conn
+ * and, when known, the result of opening it (the failure when conn is
+ * NULL). */
 static void
 pool_wait_answer(struct pool_wait *w, struct smtp_conn *conn,
-    const struct smtp_result *failure)
+    const struct smtp_result *result)
 {
 	struct pool_entry	*entry = w->entry;
 
@@ -229,8 +232,10 @@ pool_wait_answer(struct pool_wait *w, struct smtp_conn *conn,
 	w->opening = NULL;
 	w->entry = NULL;
 	w->result_conn = conn;
-	if (conn == NULL && failure != NULL)
-		w->result = *failure;
+	if (result != NULL) {
+		w->result = *result;
+		w->has_result = 1;
+	}
 	event_active(w->deliver, 0, 0);
 }
 
@@ -431,9 +436,11 @@ pool_conn_make_idle(struct pool_conn *pc)
 	    "pool.idle", "key=%s", pc->entry->key.text);
 }
 
-/* Gives a ready connection to a request. */
+/* Gives a ready connection to a request; opened is the result of opening
+ * it for this request, NULL for a reused one. */
 static void
-pool_conn_hand_over(struct pool_conn *pc, struct pool_wait *w, int reused)
+pool_conn_hand_over(struct pool_conn *pc, struct pool_wait *w,
+    const struct smtp_result *opened)
 {
 	struct pool	*pool = pc->entry->pool;
 
@@ -441,7 +448,7 @@ pool_conn_hand_over(struct pool_conn *pc, struct pool_wait *w, int reused)
 	pc->waiter = NULL;
 	evtimer_del(pc->idle_timer);
 	smtp_set_lost_cb(pc->conn, NULL, NULL);
-	if (reused) {
+	if (opened == NULL) {
 		pool->reused++;
 		log_event(LOG_LEVEL_INFO, w->session, smtp_peer(pc->conn),
 		    "pool.reuse", "key=%s conn=%016llx messages=%u",
@@ -449,7 +456,7 @@ pool_conn_hand_over(struct pool_conn *pc, struct pool_wait *w, int reused)
 		    (unsigned long long)smtp_id(pc->conn),
 		    smtp_messages_sent(pc->conn));
 	}
-	pool_wait_answer(w, pc->conn, NULL);
+	pool_wait_answer(w, pc->conn, opened);
 }
 
 static void
@@ -462,7 +469,7 @@ pool_open_cb(struct smtp_conn *conn, const struct smtp_result *result,
 
 	if (result->outcome == SMTP_OK) {
 		if (w != NULL)
-			pool_conn_hand_over(pc, w, 0);
+			pool_conn_hand_over(pc, w, result);
 		else
 			pool_conn_make_idle(pc);
 		pool_entry_dispatch(entry);
@@ -615,7 +622,7 @@ pool_entry_dispatch(struct pool_entry *entry)
 		if (w->opening != NULL)
 			continue;
 		if (!w->fresh && (pc = pool_entry_take_idle(entry)) != NULL) {
-			pool_conn_hand_over(pc, w, 1);
+			pool_conn_hand_over(pc, w, NULL);
 			continue;
 		}
 		if (entry->nconns >= max) {

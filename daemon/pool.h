@@ -42,10 +42,12 @@ struct pool_key {
 	char		text[POOL_MAX_KEY];
 };
 
-/* Receives a connection for the request, or conn == NULL and failure
- * filled.  The receiver owns conn until pool_release(). */
+/* Receives a connection for the request, or conn == NULL and result
+ * filled with the failure.  With a connection, result is the outcome of
+ * opening it (its EHLO reply) when it was opened for this request, and
+ * NULL when it was reused.  The receiver owns conn until pool_release(). */
 typedef void pool_acquire_cb(struct smtp_conn *conn,
-    const struct smtp_result *failure, void *arg);
+    const struct smtp_result *result, void *arg);
 
 /* Fills key->text from the other fields. */
 void pool_key_init(struct pool_key *, const struct connstr *,

@@ -338,8 +338,9 @@ session_key_from(struct session *s, const char *text, struct pool_key *key,
 
 static void
 session_logon_acquired_cb(struct smtp_conn *conn,
-    const struct smtp_result *failure, void *arg)
+    const struct smtp_result *result, void *arg)
 {
+	const struct smtp_result *failure = result;
 	struct session	*s = arg;
 	char		 message[PROTO_MAX_MESSAGE + 1];
 	int		 status;
@@ -349,6 +350,9 @@ session_logon_acquired_cb(struct smtp_conn *conn,
 		/* The logon proved the server works; the connection goes
 		 * back to the pool for this and other sessions to use. */
 		s->security_used = smtp_security_used(conn);
+		/* A connection opened for this logon brings the server's EHLO
+		 * reply; a reused one brings no new exchange. */
+		session_record_reply(s, result);
 		pool_release(s->server->pool, conn, 1);
 		if (!s->client_gone) {
 			s->logged_on = 1;
@@ -899,6 +903,8 @@ static void
 session_send_acquired_cb(struct smtp_conn *conn,
     const struct smtp_result *failure, void *arg)
 {
+	/* With a connection, failure is the result of opening it, which
+	 * the transaction's own result supersedes. */
 	struct session	*s = arg;
 	char		 message[PROTO_MAX_MESSAGE + 1];
 
