@@ -4,13 +4,15 @@
  *
  * A connection is opened with smtp_open(): it connects (implicit TLS for
  * TLS: connection strings), reads the greeting, sends EHLO (HELO only when
- * EHLO is rejected as unrecognized, 500/502) and reports the outcome once
- * through the open callback.  A ready connection then runs one transaction
- * at a time with smtp_send(): RSET first when the previous transaction did
- * not end cleanly, MAIL (with SIZE= when offered), RCPT for each
- * recipient and DATA, pipelined when PIPELINING is offered, then the
- * message streamed from the mail's spool through the dot-stuffing
- * encoder, bounded by the bufferevent's write watermark.
+ * EHLO is rejected as unrecognized, 500/502), runs the security drivers of
+ * settings.security in order (STARTTLS followed by a new EHLO, then AUTH)
+ * and reports the outcome once through the open callback.  A ready
+ * connection then runs one transaction at a time with smtp_send(): RSET
+ * first when the previous transaction did not end cleanly, MAIL (with
+ * SIZE= when offered), RCPT for each recipient and DATA, pipelined when
+ * PIPELINING is offered, then the message streamed from the mail's spool
+ * through the dot-stuffing encoder, bounded by the bufferevent's write
+ * watermark.
  *
  * Every state has its own timeout from config_timeouts; a timeout log line
  * names the state.  Replies are parsed line by line across partial reads,
@@ -48,6 +50,11 @@
 	X(GREETING,	"greeting")		\
 	X(EHLO,		"ehlo")			\
 	X(HELO,		"helo")			\
+	X(STARTTLS,	"starttls")		\
+	X(AUTH,		"auth")			\
+	X(AUTH_USER,	"auth-user")		\
+	X(AUTH_SECRET,	"auth-secret")		\
+	X(AUTH_CANCEL,	"auth-cancel")		\
 	X(READY,	"ready")		\
 	X(RSET,		"rset")			\
 	X(MAIL,		"mail")			\
@@ -160,7 +167,7 @@ unsigned smtp_messages_sent(const struct smtp_conn *);
 /* "host:port" ("[::1]:25" for IPv6) for log lines. */
 const char *smtp_peer(const struct smtp_conn *);
 const struct ehlo_caps *smtp_caps(const struct smtp_conn *);
-/* Bit i set: security driver i took part in this connection. */
+/* Bit i set: security driver i ran successfully on this connection. */
 unsigned smtp_security_used(const struct smtp_conn *);
 
 #endif
