@@ -372,6 +372,9 @@ session_logon_acquired_cb(struct smtp_conn *conn,
 	if (status == PROTO_STATUS_NO_DRIVER ||
 	    status == PROTO_STATUS_SECURITY)
 		s->security_spent = 1;
+	/* Drivers that succeeded before the failure took part in this
+	 * connection; the one that failed did not. */
+	s->security_used = failure->security_used;
 	session_describe(failure, message, sizeof(message));
 	log_event(LOG_LEVEL_NOTICE, s->id, s->peer, "session.logon",
 	    "key=%s status=%d detail=\"%s\"", s->pending_key.text, status,

@@ -134,6 +134,9 @@ struct smtp_conn {
 	/* Why an AUTH exchange was cancelled, kept until the final
 	 * reply; server text only, never a credential. */
 	char			 auth_note[256];
+	/* The last reply of the opening phase (EHLO or AUTH), which the
+	 * open callback reports on success. */
+	struct reply		 open_reply;
 	time_t			 opened_at;
 	unsigned		 messages_sent;
 
@@ -392,12 +395,16 @@ smtp_open_finish(struct smtp_conn *conn, enum smtp_outcome outcome,
 	memset(&res, 0, sizeof(res));
 	res.outcome = outcome;
 	res.state = at;
+	if (r == NULL && outcome == SMTP_OK && conn->open_reply.code != 0)
+		r = &conn->open_reply;
 	if (r != NULL)
 		smtp_result_set_reply(&res, r);
+	res.security_used = conn->security_used;
 	snprintf(res.detail, sizeof(res.detail), "%s", detail);
 
 	conn->open_pending = 0;
 	conn->open_cb = NULL;
+	reply_clear(&conn->open_reply);
 	if (!conn->closing && cb != NULL)
 		cb(conn, &res, conn->open_arg);
 }
@@ -2089,6 +2096,13 @@ smtp_dispatch(struct smtp_conn *conn, const struct reply *r)
 {
 	char how[32];
 
+	/* Until READY, keep the latest reply for the open callback. */
+	if (conn->open_pending) {
+		reply_clear(&conn->open_reply);
+		if (reply_copy(&conn->open_reply, r) == -1)
+			memset(&conn->open_reply, 0, sizeof(conn->open_reply));
+	}
+
 	switch (conn->state) {
 	case SMTP_STATE_GREETING:
 		smtp_on_greeting(conn, r);
@@ -2348,6 +2362,7 @@ smtp_free_cb(evutil_socket_t fd, short what, void *arg)
 	event_free(conn->defer_ev);
 	event_free(conn->free_ev);
 	reply_parser_reset(&conn->parser);
+	reply_clear(&conn->open_reply);
 	free(conn->headers);
 	free(conn->chunk);
 	free(conn);

@@ -99,6 +99,9 @@ struct smtp_result {
 	char			enhanced[REPLY_MAX_ENHANCED + 1];
 	char			text[513];
 	size_t			refused;	/* recipients refused */
+	/* Open only: bit i set when security driver i succeeded before
+	 * the open ended, whatever its outcome. */
+	unsigned		security_used;
 	enum smtp_state		state;		/* where it ended */
 	char			detail[256];	/* readable explanation */
 };
