@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,8 +38,23 @@
  * than 5. */
 #define CLI_MAX_ARGS	8
 
+/* Maximum number of secrets the run remembers to keep them out of its
+ * output, and the shortest one it looks for.  Shorter values would hide
+ * ordinary words of the daemon's messages. */
+#define CLI_MAX_SECRETS		16
+#define CLI_MIN_SECRET		4
+/* Maximum size of a file that --password-file or --token-file reads. */
+#define CLI_MAX_SECRET_FILE	4096
+
 static const char	*cli_socket;	/* --socket, or NULL */
 static int		 cli_exit;	/* exit status so far */
+/* Passwords and tokens of this run.  Every message and server text the
+ * CLI prints is searched for them, as a guard in case a daemon or server
+ * repeats one. */
+static char		*cli_secrets[CLI_MAX_SECRETS];
+static size_t		 cli_nsecrets;
+/* stdio buffer of the shell's script or standard input. */
+static char		 cli_script_buf[BUFSIZ];
 
 static const char cli_main_help[] =
 "Usage: smtpool [--socket PATH] COMMAND [OPTION]... [ARG]...\n"
@@ -50,8 +66,9 @@ static const char cli_main_help[] =
 "\n"
 "Commands:\n"
 "  send     send one message built from options (see smtpool send --help)\n"
-"  shell    run LogonSMTP, LogoffSMTP, SendMail and GetSMTPResponse from a\n"
-"           script or a prompt (see smtpool shell --help)\n"
+"  shell    run LogonSMTP, LogoffSMTP, SendMail, GetSMTPResponse,\n"
+"           SetSecurity and GetSecurity from a script or a prompt (see\n"
+"           smtpool shell --help)\n"
 "\n"
 "Options:\n"
 "  --socket PATH  path of smtpoold's Unix socket; also accepted after the\n"
@@ -67,8 +84,9 @@ static const char cli_main_help[] =
 "  64  EX_USAGE: invalid command line\n"
 "  65  EX_DATAERR: an operation returned a negative status, or a shell\n"
 "      line has a syntax error\n"
-"  66  EX_NOINPUT: a file (message text, attachment, script, @ argument)\n"
-"      cannot be opened or read\n"
+"  66  EX_NOINPUT: a file (message text, attachment, script, @ argument,\n"
+"      password or token file) cannot be opened or read, or an environment\n"
+"      variable named for a value is not set\n"
 "  69  EX_UNAVAILABLE: smtpoold cannot be reached, or the connection to\n"
 "      it was lost\n"
 "  71  EX_OSERR: out of memory\n"
@@ -107,14 +125,44 @@ static const char cli_send_help[] =
 "  --socket PATH      path of smtpoold's socket (see smtpool --help)\n"
 "  -h, --help         show this help and exit\n"
 "\n"
+"Security (SetSecurity calls made before SendMail, STARTTLS first):\n"
+"  --starttls[=mand|opt]\n"
+"                     upgrade the connection with STARTTLS; with mand (the\n"
+"                     default) a server without STARTTLS gives status -7,\n"
+"                     with opt it is used when offered\n"
+"  --auth MECH        authenticate with SMTP AUTH; MECH is login, plain,\n"
+"                     xoauth2 or oauthbearer.  A server that does not\n"
+"                     offer MECH gives status -7, rejected credentials -8\n"
+"  --user USER        user name to authenticate as (required with --auth)\n"
+"  --password-file FILE\n"
+"                     read the password (login, plain) from FILE\n"
+"  --password-env VAR read the password from environment variable VAR\n"
+"  --token-file FILE  read the OAuth 2.0 access token (xoauth2,\n"
+"                     oauthbearer) from FILE\n"
+"  --token-env VAR    read the token from environment variable VAR\n"
+"  --authzid ID       identity to act as (plain only)\n"
+"  --auth-optional    skip AUTH when the server does not offer MECH,\n"
+"                     instead of failing with -7\n"
+"No option takes a password or token itself, so secrets never show up in\n"
+"the process list.  A password or token file holds at most 4096 bytes;\n"
+"one trailing line break is removed and an empty file is an error.  The\n"
+"daemon sends AUTH only over TLS or STARTTLS unless its configuration\n"
+"allows plain text.  A failed SetSecurity prints\n"
+"  SetSecurity: STATUS (status text) MESSAGE\n"
+"and nothing is sent.\n"
+"\n"
 "At least one of --to, --cc and --bcc is required.  A ';' in a value is\n"
-"passed on as \";;\", the header list's escape for it.  Exit status as in\n"
-"smtpool --help.\n"
+"passed on as \";;\", the header list's escape for it, in the header list\n"
+"and in the security parameters alike.  Exit status as in smtpool --help.\n"
 "\n"
 "Example:\n"
 "  smtpool send --server TLS:smtp.example.com --from app@example.com \\\n"
 "      --to ops@example.com --subject \"Nightly report\" \\\n"
-"      --attach report.csv < summary.txt\n";
+"      --attach report.csv < summary.txt\n"
+"  smtpool send --server TCP:smtp.example.com+587 --starttls \\\n"
+"      --auth login --user app@example.com \\\n"
+"      --password-file ~/.config/smtpool/password \\\n"
+"      --from app@example.com --to ops@example.com < summary.txt\n";
 
 static const char cli_shell_help[] =
 "Usage: smtpool shell [--socket PATH] [FILE]\n"
@@ -130,16 +178,26 @@ static const char cli_shell_help[] =
 "                                   send one message; server is ignored\n"
 "                                   while logged on\n"
 "  GetSMTPResponse                  last SMTP reply code and text\n"
+"  SetSecurity properties parameters\n"
+"                                   add a security driver (STARTTLS or\n"
+"                                   SMTP AUTH) to the session's context;\n"
+"                                   properties \"SMTP=\" removes it all\n"
+"  GetSecurity index properties     driver number index (from 1);\n"
+"                                   properties must be \"SMTP=\"\n"
 "\n"
 "Line syntax:\n"
 "  NAME ARG ARG ...   or   NAME(ARG, ARG, ...)\n"
-"  An ARG is a double-quoted string (\"\" is empty) or an unquoted integer.\n"
+"  An ARG is a double-quoted string (\"\" is empty), an unquoted integer\n"
+"  or an unquoted env:NAME.\n"
 "  Inside quotes, \\\" is a quote, \\\\ a backslash, \\n a line feed and \\t a\n"
 "  tab; any other backslash is an error.\n"
 "  A quoted ARG that starts with @ is replaced by the contents of the file\n"
 "  named after the @ (at most 65536 bytes, one trailing line break\n"
 "  removed).  SendMail's text argument is streamed from the file instead,\n"
 "  whole and unchanged.  Write @@ for a literal leading @.\n"
+"  An unquoted env:NAME is replaced by the value of the environment\n"
+"  variable NAME; an unset variable is an error.  Quoted, \"env:NAME\" is\n"
+"  plain text.\n"
 "  Blank lines and lines whose first character is # are skipped.\n"
 "\n"
 "Arguments:\n"
@@ -149,14 +207,35 @@ static const char cli_shell_help[] =
 "                is a literal ';'; commas separate addresses\n"
 "  attachments   file paths separated by ';' (\";;\" is a literal ';'), or\n"
 "                \"\"; each is sent under its base name\n"
-"  maxsize       largest composed message in bytes, 0 for no limit\n"
+"  maxsize       largest composed message in bytes, 0 for no limit\n";
+
+/* The rest of the shell help.  ISO C limits a string literal to 4095
+ * bytes, so the help is printed in two pieces. */
+static const char cli_shell_help2[] =
+"  properties    SMTP=ENTRYPOINT or SMTP=ENTRYPOINT;USE=MAND|OPT (MAND is\n"
+"                the default: a server without the function gives -7 at\n"
+"                logon, OPT skips it).  ENTRYPOINT, case-sensitive, is\n"
+"                UStartTLSSMTP (first), UAuthLoginSMTP, UAuthPlainSMTP,\n"
+"                UAuthXOAUTH2SMTP or UAuthOAuthBearerSMTP\n"
+"  parameters    key=value items separated by ';' (\";;\" is a literal ';'):\n"
+"                \"\" for STARTTLS, user and password for LOGIN and PLAIN\n"
+"                (PLAIN also takes authzid), user and token for XOAUTH2\n"
+"                and OAUTHBEARER.  Checked at logon, where invalid ones\n"
+"                give -8\n"
+"\n"
+"Keep credentials out of scripts and command lines: give SetSecurity's\n"
+"parameters as \"@FILE\" or env:NAME.  The shell never prints parameters:\n"
+"a successful SetSecurity prints \"SetSecurity: 0\", and passwords and\n"
+"tokens are replaced by *** wherever a message would show them.\n"
 "\n"
 "Output: one line per operation, \"NAME: STATUS\", then \"(status text)\" when\n"
 "STATUS is not 0, then the daemon's message.  GetSMTPResponse prints\n"
-"\"GetSMTPResponse: 0 CODE TEXT\".  Line breaks inside a message are shown\n"
-"as \\n.  A line that cannot run (syntax error, unreadable @ file) prints\n"
-"\"error: line N: ...\" on standard error and the shell goes on; the exit\n"
-"status (see smtpool --help) reports it at the end.\n"
+"\"GetSMTPResponse: 0 CODE TEXT\", GetSecurity \"GetSecurity: 0 PROPERTIES\n"
+"INUSE=TRUE|FALSE\" (TRUE: the driver took part in the session's current\n"
+"or last connection).  Line breaks inside a message are shown as \\n.\n"
+"A line that cannot run (syntax error, unreadable @ file, unset env:\n"
+"variable) prints \"error: line N: ...\" on standard error and the shell\n"
+"goes on; the exit status (see smtpool --help) reports it at the end.\n"
 "\n"
 "Example script:\n"
 "  # Log on once and send two messages over the same connection.\n"
@@ -166,6 +245,15 @@ static const char cli_shell_help[] =
 "  GetSMTPResponse\n"
 "  SendMail(\"\", \"FROM=app@example.com;TO=a@example.com,b@example.com\", "
 "\"Hello,\\nbye.\\n\", \"\", 0)\n"
+"  LogoffSMTP\n"
+"\n"
+"Example script with STARTTLS and AUTH LOGIN, the parameters\n"
+"\"user=app@example.com;password=...\" taken from $SMTP_PARAMETERS:\n"
+"  SetSecurity \"SMTP=UStartTLSSMTP\" \"\"\n"
+"  SetSecurity \"SMTP=UAuthLoginSMTP;USE=MAND\" env:SMTP_PARAMETERS\n"
+"  LogonSMTP \"TCP:smtp.example.com+587\" \"\" \"\"\n"
+"  GetSecurity 2 \"SMTP=\"\n"
+"  SendMail \"\" \"FROM=app@example.com;TO=ops@example.com\" \"Hi\" \"\" 0\n"
 "  LogoffSMTP\n";
 
 static void	cli_error(const char *, ...)
@@ -250,41 +338,127 @@ cli_status_exit(const smtpool_t *s, int status)
 	return EX_DATAERR;
 }
 
-/* Prints s with control characters escaped, so a result stays one line. */
+/* Returns 1 when the len bytes at secret are remembered already. */
+static int
+cli_secret_known(const char *secret, size_t len)
+{
+	size_t	i;
+
+	for (i = 0; i < cli_nsecrets; i++)
+		if (strlen(cli_secrets[i]) == len &&
+		    memcmp(cli_secrets[i], secret, len) == 0)
+			return 1;
+	return 0;
+}
+
+/* Remembers a copy of a password or token so that cli_print_escaped()
+ * never prints it.  When the list is full, the oldest is dropped. */
 static void
-cli_print_escaped(const char *s)
+cli_secret_add(const char *secret, size_t len)
+{
+	char	*copy;
+
+	if (len < CLI_MIN_SECRET || cli_secret_known(secret, len))
+		return;
+	if ((copy = strndup(secret, len)) == NULL)
+		return;
+	if (cli_nsecrets == CLI_MAX_SECRETS) {
+		explicit_bzero(cli_secrets[0], strlen(cli_secrets[0]));
+		free(cli_secrets[0]);
+		memmove(cli_secrets, cli_secrets + 1,
+		    (CLI_MAX_SECRETS - 1) * sizeof(cli_secrets[0]));
+		cli_nsecrets--;
+	}
+	cli_secrets[cli_nsecrets++] = copy;
+}
+
+/* Wipes, frees and empties the list of remembered secrets. */
+static void
+cli_secret_clear(void)
+{
+	size_t	i;
+
+	for (i = 0; i < cli_nsecrets; i++) {
+		explicit_bzero(cli_secrets[i], strlen(cli_secrets[i]));
+		free(cli_secrets[i]);
+	}
+	cli_nsecrets = 0;
+}
+
+/* Returns the length of the longest remembered secret that starts at s,
+ * or 0.  The longest, because one secret may begin with another. */
+static size_t
+cli_secret_at(const char *s)
+{
+	size_t	i, len, best = 0;
+
+	for (i = 0; i < cli_nsecrets; i++) {
+		len = strlen(cli_secrets[i]);
+		if (len > best && strncmp(s, cli_secrets[i], len) == 0)
+			best = len;
+	}
+	return best;
+}
+
+/* Prints s to fp with control characters escaped, so a result stays one
+ * line, and every remembered secret replaced by "***". */
+static void
+cli_print_escaped_to(FILE *fp, const char *s)
 {
 	unsigned char	c;
+	size_t		skip;
 
-	for (; *s != '\0'; s++) {
-		c = (unsigned char)*s;
+	while (*s != '\0') {
+		if ((skip = cli_secret_at(s)) > 0) {
+			fputs("***", fp);
+			s += skip;
+			continue;
+		}
+		c = (unsigned char)*s++;
 		if (c == '\n')
-			fputs("\\n", stdout);
+			fputs("\\n", fp);
 		else if (c == '\r')
-			fputs("\\r", stdout);
+			fputs("\\r", fp);
 		else if (c == '\t')
-			fputs("\\t", stdout);
+			fputs("\\t", fp);
 		else if (c < 0x20 || c == 0x7f)
-			printf("\\x%02x", c);
+			fprintf(fp, "\\x%02x", c);
 		else
-			putchar(c);
+			putc(c, fp);
 	}
 }
 
-/* Prints "OP: STATUS (status text) MESSAGE" for a finished operation. */
+/* Prints s on standard output as cli_print_escaped_to() does. */
 static void
-cli_print_result(const char *op, const smtpool_t *s, int status)
+cli_print_escaped(const char *s)
+{
+	cli_print_escaped_to(stdout, s);
+}
+
+/* Prints "OP: STATUS (status text) MESSAGE" for a finished operation,
+ * taking the status text from text_of (SetSecurity and GetSecurity have
+ * their own status tables). */
+static void
+cli_print_result_with(const char *op, const smtpool_t *s, int status,
+    const char *(*text_of)(int))
 {
 	const char	*message = smtpool_last_message(s);
 
 	printf("%s: %d", op, status);
 	if (status != 0)
-		printf(" (%s)", smtpool_status_text(status));
+		printf(" (%s)", text_of(status));
 	if (*message != '\0') {
 		putchar(' ');
 		cli_print_escaped(message);
 	}
 	putchar('\n');
+}
+
+/* Prints the result of an operation with the common status table. */
+static void
+cli_print_result(const char *op, const smtpool_t *s, int status)
+{
+	cli_print_result_with(op, s, status, smtpool_status_text);
 }
 
 /* Prints "CODE [ENHANCED] TEXT" of a GET_RESPONSE reply.  The server text
@@ -432,6 +606,13 @@ struct cli_send_opts {
 	struct cli_str	 to, cc, bcc;
 	const char	**attach;
 	size_t		 nattach;
+	/* Security context: --starttls[=mand|opt] and --auth with the
+	 * options that name where its secret is read from. */
+	const char	*starttls;	/* "mand" for a bare --starttls */
+	const char	*auth, *user, *authzid;
+	const char	*password_file, *password_env;
+	const char	*token_file, *token_env;
+	int		 auth_optional;
 };
 
 /* Sets a single-valued option, rejecting a second occurrence. */
@@ -461,6 +642,15 @@ enum {
 	CLI_OPT_BODY,
 	CLI_OPT_ATTACH,
 	CLI_OPT_MAX_SIZE,
+	CLI_OPT_STARTTLS,
+	CLI_OPT_AUTH,
+	CLI_OPT_USER,
+	CLI_OPT_PASSWORD_FILE,
+	CLI_OPT_PASSWORD_ENV,
+	CLI_OPT_TOKEN_FILE,
+	CLI_OPT_TOKEN_ENV,
+	CLI_OPT_AUTHZID,
+	CLI_OPT_AUTH_OPTIONAL,
 };
 
 static const struct option cli_send_longopts[] = {
@@ -475,6 +665,15 @@ static const struct option cli_send_longopts[] = {
 	{ "body",	required_argument, NULL, CLI_OPT_BODY },
 	{ "attach",	required_argument, NULL, CLI_OPT_ATTACH },
 	{ "max-size",	required_argument, NULL, CLI_OPT_MAX_SIZE },
+	{ "starttls",	optional_argument, NULL, CLI_OPT_STARTTLS },
+	{ "auth",	required_argument, NULL, CLI_OPT_AUTH },
+	{ "user",	required_argument, NULL, CLI_OPT_USER },
+	{ "password-file", required_argument, NULL, CLI_OPT_PASSWORD_FILE },
+	{ "password-env", required_argument, NULL, CLI_OPT_PASSWORD_ENV },
+	{ "token-file",	required_argument, NULL, CLI_OPT_TOKEN_FILE },
+	{ "token-env",	required_argument, NULL, CLI_OPT_TOKEN_ENV },
+	{ "authzid",	required_argument, NULL, CLI_OPT_AUTHZID },
+	{ "auth-optional", no_argument,	   NULL, CLI_OPT_AUTH_OPTIONAL },
 	{ "socket",	required_argument, NULL, CLI_OPT_SOCKET },
 	{ "help",	no_argument,	   NULL, 'h' },
 	{ NULL,		0,		   NULL, 0 },
@@ -510,6 +709,26 @@ cli_send_option(struct cli_send_opts *o, int c, const char *arg)
 		return cli_set_once(&o->body, "body", arg);
 	case CLI_OPT_MAX_SIZE:
 		return cli_set_once(&o->max_size, "max-size", arg);
+	case CLI_OPT_STARTTLS:
+		return cli_set_once(&o->starttls, "starttls",
+		    arg != NULL ? arg : "mand");
+	case CLI_OPT_AUTH:
+		return cli_set_once(&o->auth, "auth", arg);
+	case CLI_OPT_USER:
+		return cli_set_once(&o->user, "user", arg);
+	case CLI_OPT_PASSWORD_FILE:
+		return cli_set_once(&o->password_file, "password-file", arg);
+	case CLI_OPT_PASSWORD_ENV:
+		return cli_set_once(&o->password_env, "password-env", arg);
+	case CLI_OPT_TOKEN_FILE:
+		return cli_set_once(&o->token_file, "token-file", arg);
+	case CLI_OPT_TOKEN_ENV:
+		return cli_set_once(&o->token_env, "token-env", arg);
+	case CLI_OPT_AUTHZID:
+		return cli_set_once(&o->authzid, "authzid", arg);
+	case CLI_OPT_AUTH_OPTIONAL:
+		o->auth_optional = 1;
+		return 0;
 	case CLI_OPT_SOCKET:
 		cli_socket = arg;
 		return 0;
@@ -574,18 +793,336 @@ cli_send_headers(struct cli_send_opts *o, struct cli_str *h, int64_t *max)
 	return 0;
 }
 
+/* The SetSecurity calls that "smtpool send" makes before SendMail:
+ * STARTTLS first, then one AUTH driver. */
+struct cli_security {
+	size_t	 n;
+	char	 properties[2][64];
+	char	*parameters[2];		/* malloc'd, wiped before free */
+	size_t	 cap[2];		/* allocated size of parameters */
+};
+
+/* AUTH mechanisms of --auth and the entry points that run them. */
+static const struct {
+	const char	*name;
+	const char	*entry_point;
+	int		 uses_token;	/* token= instead of password= */
+} cli_auth_kinds[] = {
+	{ "login", "UAuthLoginSMTP", 0 },
+	{ "plain", "UAuthPlainSMTP", 0 },
+	{ "xoauth2", "UAuthXOAUTH2SMTP", 1 },
+	{ "oauthbearer", "UAuthOAuthBearerSMTP", 1 },
+};
+
+#define CLI_NAUTH_KINDS	(sizeof(cli_auth_kinds) / sizeof(cli_auth_kinds[0]))
+
+/* Wipes and frees the parameters of sec. */
+static void
+cli_security_clear(struct cli_security *sec)
+{
+	size_t	i;
+
+	for (i = 0; i < sec->n; i++) {
+		if (sec->parameters[i] != NULL)
+			explicit_bzero(sec->parameters[i], sec->cap[i]);
+		free(sec->parameters[i]);
+		sec->parameters[i] = NULL;
+	}
+	sec->n = 0;
+}
+
+/*
+ * Reads a password or token from path into buf (CLI_MAX_SECRET_FILE + 2
+ * bytes) and drops one trailing line break.  Messages name the option and
+ * the path, never the content.  Returns 0 or an exit status.
+ */
+static int
+cli_read_secret_file(const char *option, const char *path, char *buf,
+    size_t *lenp)
+{
+	size_t	len = 0;
+	ssize_t	n = 0;
+	int	fd, errnum;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
+		cli_error("cannot open --%s file \"%s\": %s", option, path,
+		    strerror(errno));
+		return EX_NOINPUT;
+	}
+	/* Read one byte past the limit to tell a full file from a long one. */
+	while (len < CLI_MAX_SECRET_FILE + 1) {
+		n = read(fd, buf + len, CLI_MAX_SECRET_FILE + 1 - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	errnum = n == -1 ? errno : 0;
+	close(fd);
+	buf[len] = '\0';
+
+	if (errnum != 0) {
+		cli_error("cannot read --%s file \"%s\": %s", option, path,
+		    strerror(errnum));
+		return EX_NOINPUT;
+	}
+	if (len > CLI_MAX_SECRET_FILE) {
+		cli_error("--%s file \"%s\" is over the limit of %d bytes",
+		    option, path, CLI_MAX_SECRET_FILE);
+		return EX_DATAERR;
+	}
+	if (memchr(buf, '\0', len) != NULL) {
+		cli_error("--%s file \"%s\" contains a NUL byte", option, path);
+		return EX_DATAERR;
+	}
+	/* Editors and "echo" end the file with a line break that is not
+	 * part of the secret. */
+	if (len > 0 && buf[len - 1] == '\n')
+		len--;
+	if (len > 0 && buf[len - 1] == '\r')
+		len--;
+	buf[len] = '\0';
+	if (len == 0) {
+		cli_error("--%s file \"%s\" is empty; put the secret in it",
+		    option, path);
+		return EX_DATAERR;
+	}
+	*lenp = len;
+	return 0;
+}
+
+/* Copies a password or token from the environment variable name into buf
+ * (CLI_MAX_SECRET_FILE + 2 bytes).  Returns 0 or an exit status. */
+static int
+cli_read_secret_env(const char *option, const char *name, char *buf,
+    size_t *lenp)
+{
+	const char	*value = getenv(name);
+	size_t		 len;
+
+	if (value == NULL || *value == '\0') {
+		cli_error("environment variable %s for --%s is %s; export it "
+		    "with the secret", name, option,
+		    value == NULL ? "not set" : "empty");
+		return EX_NOINPUT;
+	}
+	if ((len = strlen(value)) > CLI_MAX_SECRET_FILE) {
+		cli_error("environment variable %s for --%s is over the limit "
+		    "of %d bytes", name, option, CLI_MAX_SECRET_FILE);
+		return EX_DATAERR;
+	}
+	memcpy(buf, value, len + 1);
+	*lenp = len;
+	return 0;
+}
+
+/* Appends "key=value" to dst with each ';' of the value doubled, after a
+ * ';' unless dst is empty.  dst must have room, see cli_security_auth(). */
+static void
+cli_params_add(char *dst, size_t *len, const char *key, const char *value,
+    size_t vlen)
+{
+	size_t	i;
+
+	if (*len > 0)
+		dst[(*len)++] = ';';
+	memcpy(dst + *len, key, strlen(key));
+	*len += strlen(key);
+	dst[(*len)++] = '=';
+	for (i = 0; i < vlen; i++) {
+		dst[(*len)++] = value[i];
+		if (value[i] == ';')
+			dst[(*len)++] = ';';
+	}
+	dst[*len] = '\0';
+}
+
+/* Checks the AUTH options against each other.  Returns the index in
+ * cli_auth_kinds, or -1 after printing a usage error. */
+static int
+cli_security_check_auth(const struct cli_send_opts *o)
+{
+	const char	*secret_opts[2][2] = {
+		{ "password-file", "password-env" },
+		{ "token-file", "token-env" },
+	};
+	const char	*given[2][2] = {
+		{ o->password_file, o->password_env },
+		{ o->token_file, o->token_env },
+	};
+	size_t		 k;
+	int		 tok;
+
+	for (k = 0; k < CLI_NAUTH_KINDS; k++)
+		if (strcasecmp(o->auth, cli_auth_kinds[k].name) == 0)
+			break;
+	if (k == CLI_NAUTH_KINDS) {
+		cli_error("invalid --auth \"%s\": give login, plain, xoauth2 "
+		    "or oauthbearer", o->auth);
+		return -1;
+	}
+	tok = cli_auth_kinds[k].uses_token;
+	if (o->user == NULL) {
+		cli_error("--auth %s needs --user", cli_auth_kinds[k].name);
+		return -1;
+	}
+	if (given[!tok][0] != NULL || given[!tok][1] != NULL) {
+		cli_error("--%s does not apply to --auth %s; give --%s or --%s",
+		    secret_opts[!tok][given[!tok][0] != NULL ? 0 : 1],
+		    cli_auth_kinds[k].name, secret_opts[tok][0],
+		    secret_opts[tok][1]);
+		return -1;
+	}
+	if (given[tok][0] != NULL && given[tok][1] != NULL) {
+		cli_error("give only one of --%s and --%s",
+		    secret_opts[tok][0], secret_opts[tok][1]);
+		return -1;
+	}
+	if (given[tok][0] == NULL && given[tok][1] == NULL) {
+		cli_error("--auth %s needs --%s FILE or --%s VARIABLE",
+		    cli_auth_kinds[k].name, secret_opts[tok][0],
+		    secret_opts[tok][1]);
+		return -1;
+	}
+	if (o->authzid != NULL && strcmp(cli_auth_kinds[k].name,
+	    "plain") != 0) {
+		cli_error("--authzid applies only to --auth plain");
+		return -1;
+	}
+	return (int)k;
+}
+
+/* Builds the AUTH driver's properties and parameters into sec, reading
+ * the secret from its file or variable.  Returns 0 or an exit status. */
+static int
+cli_security_auth(const struct cli_send_opts *o, struct cli_security *sec)
+{
+	char	 secret[CLI_MAX_SECRET_FILE + 2];
+	char	*params;
+	size_t	 slen = 0, cap, len = 0;
+	int	 k, tok, rc;
+
+	if ((k = cli_security_check_auth(o)) == -1)
+		return EX_USAGE;
+	tok = cli_auth_kinds[k].uses_token;
+	if (tok)
+		rc = o->token_file != NULL ?
+		    cli_read_secret_file("token-file", o->token_file, secret,
+		    &slen) :
+		    cli_read_secret_env("token-env", o->token_env, secret,
+		    &slen);
+	else
+		rc = o->password_file != NULL ?
+		    cli_read_secret_file("password-file", o->password_file,
+		    secret, &slen) :
+		    cli_read_secret_env("password-env", o->password_env,
+		    secret, &slen);
+	if (rc != 0) {
+		explicit_bzero(secret, sizeof(secret));
+		return rc;
+	}
+	cli_secret_add(secret, slen);
+
+	/* Room for every value with each byte doubled by the ';' escape,
+	 * the keys and the separators, allocated once: growing the buffer
+	 * would leave copies of the secret in freed memory. */
+	cap = 2 * (strlen(o->user) + slen +
+	    (o->authzid != NULL ? strlen(o->authzid) : 0)) + 64;
+	if ((params = malloc(cap)) == NULL) {
+		explicit_bzero(secret, sizeof(secret));
+		cli_error("out of memory for the security parameters");
+		return EX_OSERR;
+	}
+	params[0] = '\0';
+	cli_params_add(params, &len, "user", o->user, strlen(o->user));
+	cli_params_add(params, &len, tok ? "token" : "password", secret,
+	    slen);
+	if (o->authzid != NULL)
+		cli_params_add(params, &len, "authzid", o->authzid,
+		    strlen(o->authzid));
+	explicit_bzero(secret, sizeof(secret));
+
+	snprintf(sec->properties[sec->n], sizeof(sec->properties[0]),
+	    "SMTP=%s;USE=%s", cli_auth_kinds[k].entry_point,
+	    o->auth_optional ? "OPT" : "MAND");
+	sec->parameters[sec->n] = params;
+	sec->cap[sec->n] = cap;
+	sec->n++;
+	return 0;
+}
+
+/* Builds the SetSecurity calls of the --starttls and --auth options into
+ * sec.  Returns 0 or an exit status after printing the error. */
+static int
+cli_send_security(const struct cli_send_opts *o, struct cli_security *sec)
+{
+	const char	*use;
+
+	memset(sec, 0, sizeof(*sec));
+	if (o->starttls != NULL) {
+		if (strcasecmp(o->starttls, "mand") == 0)
+			use = "MAND";
+		else if (strcasecmp(o->starttls, "opt") == 0)
+			use = "OPT";
+		else {
+			cli_error("invalid --starttls value \"%s\": give "
+			    "--starttls, --starttls=mand or --starttls=opt",
+			    o->starttls);
+			return EX_USAGE;
+		}
+		snprintf(sec->properties[0], sizeof(sec->properties[0]),
+		    "SMTP=UStartTLSSMTP;USE=%s", use);
+		/* UStartTLSSMTP takes no parameters; an empty string keeps
+		 * the slot the same as the AUTH one. */
+		if ((sec->parameters[0] = strdup("")) == NULL) {
+			cli_error("out of memory for the security parameters");
+			return EX_OSERR;
+		}
+		sec->cap[0] = 1;
+		sec->n = 1;
+	}
+
+	if (o->auth != NULL)
+		return cli_security_auth(o, sec);
+	if (o->user != NULL || o->password_file != NULL ||
+	    o->password_env != NULL || o->token_file != NULL ||
+	    o->token_env != NULL || o->authzid != NULL || o->auth_optional) {
+		cli_error("--user, --password-file, --password-env, "
+		    "--token-file, --token-env, --authzid and --auth-optional "
+		    "need --auth; see smtpool send --help");
+		return EX_USAGE;
+	}
+	return 0;
+}
+
 /* Sends the message and prints the SendMail and SMTP reply lines.
  * Returns the exit status. */
 static int
-cli_send_run(struct cli_send_opts *o, const char *headers, int64_t max,
-    int textfd)
+cli_send_run(struct cli_send_opts *o, const struct cli_security *sec,
+    const char *headers, int64_t max, int textfd)
 {
 	smtpool_t	*s;
 	char		 text[SMTPOOL_MAX_SMTP_TEXT + 1];
+	size_t		 i;
 	int		 status, rstatus, code, rc;
 
 	if ((s = cli_connect()) == NULL)
 		return EX_UNAVAILABLE;
+
+	/* A successful SetSecurity prints nothing, so the output of a plain
+	 * send stays the same. */
+	for (i = 0; i < sec->n; i++) {
+		status = smtpool_set_security(s, sec->properties[i],
+		    sec->parameters[i]);
+		if (status != SMTPOOL_SECURITY_OK) {
+			cli_print_result_with("SetSecurity", s, status,
+			    smtpool_set_security_status_text);
+			rc = cli_status_exit(s, status);
+			smtpool_close(s);
+			return rc;
+		}
+	}
 
 	status = smtpool_sendmail_fd(s, o->server, headers, textfd,
 	    o->attach, o->nattach, max);
@@ -600,9 +1137,10 @@ cli_send_run(struct cli_send_opts *o, const char *headers, int64_t max,
 			cli_print_smtp_reply(s, code, text);
 			putchar('\n');
 		} else if (rstatus != SMTPOOL_STATUS_NO_RESPONSE) {
-			cli_error("GetSMTPResponse failed: %d (%s) %s",
-			    rstatus, smtpool_status_text(rstatus),
-			    smtpool_last_message(s));
+			fprintf(stderr, "smtpool: GetSMTPResponse failed: %d "
+			    "(%s) ", rstatus, smtpool_status_text(rstatus));
+			cli_print_escaped_to(stderr, smtpool_last_message(s));
+			fputc('\n', stderr);
 			if (rc == 0)
 				rc = cli_status_exit(s, rstatus);
 		}
@@ -616,12 +1154,14 @@ static int
 cli_send(int argc, char *argv[])
 {
 	struct cli_send_opts	o;
+	struct cli_security	sec;
 	struct cli_str		h;
 	int64_t			max;
 	int			c, rc, textfd;
 
 	memset(&o, 0, sizeof(o));
 	memset(&h, 0, sizeof(h));
+	memset(&sec, 0, sizeof(sec));
 	optind = 0;
 	opterr = 0;
 	rc = 0;
@@ -636,7 +1176,14 @@ cli_send(int argc, char *argv[])
 		else if (cli_send_option(&o, c, optarg) == -1)
 			rc = EX_USAGE;
 	}
-	if (rc == 0 && optind < argc) {
+	if (rc == 0 && optind < argc && o.starttls != NULL &&
+	    (strcasecmp(argv[optind], "mand") == 0 ||
+	    strcasecmp(argv[optind], "opt") == 0)) {
+		/* getopt takes an optional value only after '='. */
+		cli_error("send takes no arguments, got \"%s\"; write "
+		    "--starttls=%s", argv[optind], argv[optind]);
+		rc = EX_USAGE;
+	} else if (rc == 0 && optind < argc) {
 		cli_error("send takes no arguments, got \"%s\"; give the "
 		    "message text with --body FILE or on standard input",
 		    argv[optind]);
@@ -644,6 +1191,9 @@ cli_send(int argc, char *argv[])
 	}
 	if (rc == 0)
 		rc = cli_send_headers(&o, &h, &max);
+	/* The secret is read last, after every usage check has passed. */
+	if (rc == 0)
+		rc = cli_send_security(&o, &sec);
 	if (rc != 0)
 		goto out;
 
@@ -659,11 +1209,13 @@ cli_send(int argc, char *argv[])
 		goto out;
 	}
 
-	rc = cli_send_run(&o, h.data, max, textfd);
+	rc = cli_send_run(&o, &sec, h.data, max, textfd);
 	if (textfd != STDIN_FILENO)
 		close(textfd);
 
 out:
+	cli_security_clear(&sec);
+	cli_secret_clear();
 	free(h.data);
 	free(o.to.data);
 	free(o.cc.data);
@@ -674,19 +1226,23 @@ out:
 
 /* One decoded argument of a shell line. */
 struct cli_arg {
-	char	*value;		/* NUL-terminated, escapes resolved */
+	char	*value;		/* NUL-terminated, escapes resolved; for an
+				 * env:NAME argument, the NAME */
 	int	 quoted;
+	int	 env;		/* unquoted env:NAME */
 };
 
 struct cli_call;
 
 /* A shell operation: its name, argument names and the function that runs
- * it, returning an exit status. */
+ * it, returning an exit status.  Bit i of secret_args marks argument i + 1
+ * as one that may hold a password or token: syntax errors never quote it. */
 struct cli_op {
 	const char	*name;
 	size_t		 nargs;
 	const char	*signature;
 	int		(*run)(smtpool_t *, struct cli_call *);
+	unsigned	 secret_args;
 };
 
 /* A parsed shell line. */
@@ -697,22 +1253,36 @@ struct cli_call {
 	struct cli_arg		 args[CLI_MAX_ARGS];
 };
 
-/* Frees the arguments of a parsed line. */
+/* Wipes and frees the arguments of a parsed line; they may hold secrets. */
 static void
 cli_call_clear(struct cli_call *call)
 {
 	size_t	i;
 
-	for (i = 0; i < call->nargs; i++)
+	for (i = 0; i < call->nargs; i++) {
+		explicit_bzero(call->args[i].value,
+		    strlen(call->args[i].value));
 		free(call->args[i].value);
+	}
 	call->nargs = 0;
+}
+
+/* Wipes and frees a string that an argument resolved to. */
+static void
+cli_free_secret(char *p)
+{
+	if (p != NULL)
+		explicit_bzero(p, strlen(p));
+	free(p);
 }
 
 /*
  * Resolves argument i: a quoted "@path" loads the file (at most
  * CLI_MAX_LOADED bytes, one trailing LF or CRLF removed), "@@..." drops one
- * '@'.  *out points into the argument or to a malloc'd copy in *owned.
- * Returns 0 or an exit status after printing the error.
+ * '@', and an unquoted env:NAME takes the value of the environment
+ * variable NAME.  *out points into the argument, into the environment or
+ * to a malloc'd copy in *owned.  Returns 0 or an exit status after
+ * printing the error, which names the file or variable, never its value.
  */
 static int
 cli_arg_resolve(struct cli_call *call, size_t i, const char **out,
@@ -727,6 +1297,15 @@ cli_arg_resolve(struct cli_call *call, size_t i, const char **out,
 
 	*owned = NULL;
 	*out = a->value;
+	if (a->env) {
+		if ((*out = getenv(a->value)) == NULL) {
+			cli_line_error(call->lineno, "environment variable %s "
+			    "for argument %zu of %s is not set; export it",
+			    a->value, i + 1, call->op->name);
+			return EX_NOINPUT;
+		}
+		return 0;
+	}
 	if (!a->quoted || a->value[0] != '@')
 		return 0;
 	if (a->value[1] == '@') {
@@ -807,16 +1386,14 @@ cli_op_logon(smtpool_t *s, struct cli_call *call)
 	for (i = 0; i < 3 && rc == 0; i++)
 		rc = cli_arg_resolve(call, i, &v[i], &owned[i]);
 	if (rc == 0) {
+		cli_secret_add(v[2], strlen(v[2]));
 		status = smtpool_logon(s, v[0], v[1], v[2]);
 		cli_print_result(call->op->name, s, status);
 		rc = cli_status_exit(s, status);
 	}
-	for (i = 0; i < 3; i++) {
-		/* owned[2] may hold a password read from a file. */
-		if (owned[i] != NULL)
-			explicit_bzero(owned[i], strlen(owned[i]));
-		free(owned[i]);
-	}
+	/* owned[2] may hold a password read from a file. */
+	for (i = 0; i < 3; i++)
+		cli_free_secret(owned[i]);
 	return rc;
 }
 
@@ -847,6 +1424,123 @@ cli_op_response(smtpool_t *s, struct cli_call *call)
 	cli_print_smtp_reply(s, code, text);
 	putchar('\n');
 	return 0;
+}
+
+/*
+ * Remembers the password and token values of SetSecurity parameters, so
+ * the shell never prints them.  Keys are case-insensitive and ";;" is a
+ * literal ';', as the daemon reads them.
+ */
+static void
+cli_secret_add_parameters(const char *params)
+{
+	char		 value[SMTPOOL_MAX_PARAMETERS + 1];
+	const char	*p = params, *eq;
+	size_t		 klen, vlen;
+	int		 secret;
+
+	while (*p != '\0') {
+		/* The key ends at '=' or at the end of the item. */
+		klen = strcspn(p, "=;");
+		eq = p + klen;
+		vlen = 0;
+		if (*eq == '=') {
+			for (p = eq + 1; *p != '\0'; p++) {
+				if (*p == ';' && p[1] != ';')
+					break;
+				if (*p == ';')
+					p++;
+				if (vlen < sizeof(value) - 1)
+					value[vlen++] = *p;
+			}
+			secret = (klen == 8 && strncasecmp(eq - klen,
+			    "password", 8) == 0) || (klen == 5 &&
+			    strncasecmp(eq - klen, "token", 5) == 0);
+			/* Both the value and its escaped form as written. */
+			if (secret) {
+				cli_secret_add(value, vlen);
+				cli_secret_add(eq + 1, (size_t)(p - eq - 1));
+			}
+		} else
+			p = eq;
+		if (*p == ';')
+			p++;
+	}
+	explicit_bzero(value, sizeof(value));
+}
+
+/* SetSecurity properties parameters */
+static int
+cli_op_set_security(smtpool_t *s, struct cli_call *call)
+{
+	const char	*properties, *parameters;
+	char		*owned[2] = { NULL, NULL };
+	int		 rc, status;
+
+	if ((rc = cli_arg_resolve(call, 0, &properties, &owned[0])) != 0 ||
+	    (rc = cli_arg_resolve(call, 1, &parameters, &owned[1])) != 0)
+		goto out;
+	cli_secret_add_parameters(parameters);
+
+	status = smtpool_set_security(s, properties, parameters);
+	/* Success prints the status alone: nothing of the parameters, and
+	 * no message that could be taken for them. */
+	if (status == SMTPOOL_SECURITY_OK)
+		printf("%s: 0\n", call->op->name);
+	else
+		cli_print_result_with(call->op->name, s, status,
+		    smtpool_set_security_status_text);
+	rc = cli_status_exit(s, status);
+
+out:
+	cli_free_secret(owned[0]);
+	cli_free_secret(owned[1]);
+	return rc;
+}
+
+/* GetSecurity index properties */
+static int
+cli_op_get_security(smtpool_t *s, struct cli_call *call)
+{
+	const char	*indexarg, *properties;
+	char		*owned[2] = { NULL, NULL };
+	char		 driver[SMTPOOL_MAX_SMTP_TEXT + 1];
+	char		 info[SMTPOOL_MAX_SMTP_TEXT + 1];
+	char		*end;
+	long		 v;
+	int		 rc, status;
+
+	if ((rc = cli_arg_resolve(call, 0, &indexarg, &owned[0])) != 0 ||
+	    (rc = cli_arg_resolve(call, 1, &properties, &owned[1])) != 0)
+		goto out;
+
+	errno = 0;
+	v = strtol(indexarg, &end, 10);
+	if (*indexarg == '\0' || *end != '\0' || errno != 0 ||
+	    v < INT_MIN || v > INT_MAX) {
+		cli_line_error(call->lineno, "GetSecurity index \"%s\" is not "
+		    "an integer; give 1 for the first driver", indexarg);
+		rc = EX_DATAERR;
+		goto out;
+	}
+
+	status = smtpool_get_security(s, (int)v, properties, driver,
+	    sizeof(driver), info, sizeof(info));
+	if (status == SMTPOOL_STATUS_OK) {
+		printf("%s: 0 ", call->op->name);
+		cli_print_escaped(driver);
+		putchar(' ');
+		cli_print_escaped(info);
+		putchar('\n');
+	} else
+		cli_print_result_with(call->op->name, s, status,
+		    smtpool_get_security_status_text);
+	rc = cli_status_exit(s, status);
+
+out:
+	free(owned[0]);
+	free(owned[1]);
+	return rc;
 }
 
 /*
@@ -974,11 +1668,14 @@ out:
 }
 
 static const struct cli_op cli_ops[] = {
-	{ "LogonSMTP", 3, "(conn, user, password)", cli_op_logon },
-	{ "LogoffSMTP", 0, "()", cli_op_logoff },
+	{ "LogonSMTP", 3, "(conn, user, password)", cli_op_logon, 1u << 2 },
+	{ "LogoffSMTP", 0, "()", cli_op_logoff, 0 },
 	{ "SendMail", 5, "(server, headers, text, attachments, maxsize)",
-	    cli_op_sendmail },
-	{ "GetSMTPResponse", 0, "()", cli_op_response },
+	    cli_op_sendmail, 0 },
+	{ "GetSMTPResponse", 0, "()", cli_op_response, 0 },
+	{ "SetSecurity", 2, "(properties, parameters)", cli_op_set_security,
+	    1u << 1 },
+	{ "GetSecurity", 2, "(index, properties)", cli_op_get_security, 0 },
 };
 
 #define CLI_NOPS	(sizeof(cli_ops) / sizeof(cli_ops[0]))
@@ -1003,10 +1700,45 @@ cli_skip_blanks(char *p)
 	return p + strspn(p, " \t");
 }
 
+/* Returns 1 when argument n (1-based) of the call may hold a secret. */
+static int
+cli_arg_is_secret(const struct cli_call *call, size_t n)
+{
+	return n >= 1 && n <= 32 && (call->op->secret_args >> (n - 1)) & 1u;
+}
+
+/* Parses an unquoted env:NAME argument of len bytes at start into a.
+ * Returns 0, or -1 with err filled. */
+static int
+cli_parse_env_arg(const char *start, size_t len, struct cli_arg *a,
+    size_t n, char *err, size_t errlen)
+{
+	const char	*name = start + 4;
+	size_t		 nlen = len - 4;
+
+	if (nlen == 0 || isdigit((unsigned char)name[0]) ||
+	    strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	    "0123456789_") < nlen) {
+		snprintf(err, errlen, "argument %zu: env: needs a variable "
+		    "name of letters, digits and '_', not starting with a "
+		    "digit", n);
+		return -1;
+	}
+	if ((a->value = strndup(name, nlen)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	a->quoted = 0;
+	a->env = 1;
+	return 0;
+}
+
 /*
  * Parses one argument at *pp into call->args[call->nargs]: a quoted string
- * with \" \\ \n \t escapes, or an unquoted integer ending at a blank, ','
- * or ')'.  Advances *pp past it.  Returns 0 or -1 with err filled.
+ * with \" \\ \n \t escapes, an unquoted env:NAME, or an unquoted integer,
+ * the unquoted forms ending at a blank, ',' or ')'.  Advances *pp past it.
+ * Returns 0 or -1 with err filled.  Errors quote nothing of an argument
+ * that may hold a secret.
  */
 static int
 cli_parse_arg(char **pp, struct cli_call *call, char *err, size_t errlen)
@@ -1014,12 +1746,14 @@ cli_parse_arg(char **pp, struct cli_call *call, char *err, size_t errlen)
 	struct cli_arg	*a;
 	char		*p = *pp, *dst, *start;
 	size_t		 n = call->nargs + 1, len;
+	int		 secret = cli_arg_is_secret(call, n);
 
 	if (call->nargs == CLI_MAX_ARGS) {
 		snprintf(err, errlen, "more than %d arguments", CLI_MAX_ARGS);
 		return -1;
 	}
 	a = &call->args[call->nargs];
+	a->env = 0;
 
 	if (*p == '"') {
 		p++;
@@ -1054,9 +1788,15 @@ cli_parse_arg(char **pp, struct cli_call *call, char *err, size_t errlen)
 				*dst++ = '\t';
 				break;
 			default:
-				snprintf(err, errlen, "unknown escape \"\\%c\" "
-				    "in argument %zu; use \\\" \\\\ \\n or "
-				    "\\t", *p != '\0' ? *p : ' ', n);
+				if (secret)
+					snprintf(err, errlen, "unknown escape "
+					    "in argument %zu; use \\\" \\\\ "
+					    "\\n or \\t", n);
+				else
+					snprintf(err, errlen, "unknown escape "
+					    "\"\\%c\" in argument %zu; use "
+					    "\\\" \\\\ \\n or \\t",
+					    *p != '\0' ? *p : ' ', n);
 				return -1;
 			}
 			p++;
@@ -1073,13 +1813,25 @@ cli_parse_arg(char **pp, struct cli_call *call, char *err, size_t errlen)
 		return -1;
 	}
 	p += len;
+	if (len >= 4 && strncmp(start, "env:", 4) == 0) {
+		if (cli_parse_env_arg(start, len, a, n, err, errlen) == -1)
+			return -1;
+		call->nargs++;
+		*pp = p;
+		return 0;
+	}
 	dst = start;
 	if (*dst == '-' || *dst == '+')
 		dst++;
 	if (dst == p || strspn(dst, "0123456789") != (size_t)(p - dst)) {
-		snprintf(err, errlen, "unquoted argument %zu (%.*s) is not an "
-		    "integer; put text in double quotes", n,
-		    len > 40 ? 40 : (int)len, start);
+		if (secret)
+			snprintf(err, errlen, "unquoted argument %zu is not an "
+			    "integer or env:NAME; put text in double quotes",
+			    n);
+		else
+			snprintf(err, errlen, "unquoted argument %zu (%.*s) is "
+			    "not an integer or env:NAME; put text in double "
+			    "quotes", n, len > 40 ? 40 : (int)len, start);
 		return -1;
 	}
 	if ((a->value = strndup(start, len)) == NULL) {
@@ -1135,8 +1887,12 @@ cli_parse_blank_args(char *p, struct cli_call *call, char *err,
 		if (cli_parse_arg(&p, call, err, errlen) == -1)
 			return -1;
 		if (*p != '\0' && *p != ' ' && *p != '\t') {
-			snprintf(err, errlen, "expected a blank after argument "
-			    "%zu, got '%c'", call->nargs, *p);
+			if (cli_arg_is_secret(call, call->nargs))
+				snprintf(err, errlen, "expected a blank after "
+				    "argument %zu", call->nargs);
+			else
+				snprintf(err, errlen, "expected a blank after "
+				    "argument %zu, got '%c'", call->nargs, *p);
 			return -1;
 		}
 	}
@@ -1252,12 +2008,15 @@ cli_shell_run(smtpool_t *s, FILE *fp, const char *name, int interactive)
 			    "or contains a NUL byte; use a quoted @file "
 			    "argument for long values", CLI_MAX_LINE);
 			cli_note_exit(EX_DATAERR);
+			explicit_bzero(line, strlen(line));
 			continue;
 		}
 
 		p = cli_skip_blanks(line);
-		if (*p == '\0' || *p == '#')
+		if (*p == '\0' || *p == '#') {
+			explicit_bzero(line, strlen(line));
 			continue;
+		}
 
 		call.lineno = lineno;
 		if (cli_parse_line(p, &call, err, sizeof(err)) == -1) {
@@ -1266,9 +2025,12 @@ cli_shell_run(smtpool_t *s, FILE *fp, const char *name, int interactive)
 		} else
 			cli_note_exit(call.op->run(s, &call));
 		cli_call_clear(&call);
+		/* The line may contain SetSecurity parameters. */
+		explicit_bzero(line, strlen(line));
 		fflush(stdout);
 	}
 	free(line);
+	cli_secret_clear();
 	return cli_exit;
 }
 
@@ -1293,6 +2055,7 @@ cli_shell(int argc, char *argv[])
 	    NULL)) != -1) {
 		if (c == 'h') {
 			fputs(cli_shell_help, stdout);
+			fputs(cli_shell_help2, stdout);
 			return 0;
 		}
 		if (c == CLI_OPT_SOCKET)
@@ -1314,6 +2077,10 @@ cli_shell(int argc, char *argv[])
 		}
 	}
 
+	/* Script lines may contain SetSecurity parameters, so stdio reads
+	 * them through a buffer of ours that is wiped at the end. */
+	setvbuf(fp, cli_script_buf, _IOFBF, sizeof(cli_script_buf));
+
 	if ((s = cli_connect()) == NULL) {
 		if (fp != stdin)
 			fclose(fp);
@@ -1323,6 +2090,8 @@ cli_shell(int argc, char *argv[])
 	smtpool_close(s);
 	if (fp != stdin)
 		fclose(fp);
+	/* stdin keeps the static buffer, but nothing reads it any more. */
+	explicit_bzero(cli_script_buf, sizeof(cli_script_buf));
 	return rc;
 }
 

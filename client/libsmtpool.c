@@ -6,8 +6,11 @@
  * and stores its status, SMTP code, enhanced code and message in the
  * session.  Local failures use the same statuses as the daemon: -1 for an
  * argument or attachment problem, -9 when the daemon connection is gone,
- * -18 when memory runs out and -99 for a protocol error.  A lost
- * connection or a protocol error closes the session for good.
+ * -18 when memory runs out and -99 for a protocol error.  SetSecurity and
+ * GetSecurity instead return the code that their own table has for a bad
+ * argument.  A lost
+ * connection or a protocol error closes the session for good.  Frames that
+ * carry a password or security parameters are wiped before they are freed.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -15,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +27,9 @@
 
 #include "proto.h"
 #include "smtpool.h"
+/* Only for the SetSecurity constants below; nothing of the daemon is
+ * linked in. */
+#include "../daemon/security.h"
 
 /* The public constants repeat proto.h, so the installed header needs no
  * other header.  These checks keep the two in step. */
@@ -42,6 +49,26 @@ _Static_assert(SMTPOOL_MAX_HEADERS == PROTO_MAX_HEADERS, "header limit");
 _Static_assert(SMTPOOL_MAX_FILENAME == PROTO_MAX_FILENAME, "file name limit");
 _Static_assert(SMTPOOL_MAX_SMTP_TEXT == PROTO_MAX_SMTP_TEXT,
     "SMTP text limit");
+_Static_assert(SMTPOOL_MAX_PROPERTIES == PROTO_MAX_PROPERTIES &&
+    SMTPOOL_MAX_PROPERTIES == SECURITY_MAX_PROPERTIES, "properties limit");
+_Static_assert(SMTPOOL_MAX_PARAMETERS == PROTO_MAX_PARAMETERS &&
+    SMTPOOL_MAX_PARAMETERS == SECURITY_MAX_PARAMETERS, "parameters limit");
+_Static_assert(SMTPOOL_MAX_DRIVERS == SECURITY_MAX_DRIVERS, "driver limit");
+/* GetSecurity's int index travels as an int32 field without a check. */
+_Static_assert(INT_MAX == INT32_MAX, "int is 32 bits");
+_Static_assert(SMTPOOL_SECURITY_INVALID_PROPERTIES ==
+    SECURITY_INVALID_PROPERTIES, "SetSecurity -1");
+_Static_assert(SMTPOOL_SECURITY_PARAMETERS_TOO_LONG ==
+    SECURITY_PARAMETERS_TOO_LONG, "SetSecurity -2");
+_Static_assert(SMTPOOL_SECURITY_LOCKED == SECURITY_LOCKED, "SetSecurity -3");
+_Static_assert(SMTPOOL_SECURITY_UNKNOWN_DRIVER == SECURITY_UNKNOWN_DRIVER,
+    "SetSecurity -4");
+_Static_assert(SMTPOOL_SECURITY_BAD_ORDER == SECURITY_BAD_ORDER,
+    "SetSecurity -5");
+_Static_assert(SMTPOOL_SECURITY_TOO_MANY_DRIVERS ==
+    SECURITY_TOO_MANY_DRIVERS, "SetSecurity -6");
+_Static_assert(SMTPOOL_SECURITY_NO_MEMORY == SECURITY_NO_MEMORY,
+    "SetSecurity -18");
 
 /* Room for a daemon message or a local one that quotes a long path. */
 #define SMTPOOL_MESSAGE_SIZE	(PROTO_MAX_MESSAGE + 4096)
@@ -63,6 +90,12 @@ struct smtpool_text {
 	size_t		 len;
 	int		 fd;		/* -1 unless reading from a descriptor */
 	int		 present;	/* 0 sends no "text" part */
+};
+
+/* A caller's buffer for one extra text field of a reply. */
+struct smtpool_extra {
+	char	*buf;
+	size_t	 len;		/* 0 ignores the field */
 };
 
 /* One attachment opened before the request goes out. */
@@ -239,13 +272,15 @@ smtpool_copy_field(char *dst, const struct proto_field *f, size_t max)
 	dst[len] = '\0';
 }
 
-/* Takes status, SMTP code, enhanced code and message from a parsed reply
- * and, when extra is not NULL, the server text of field 4. */
+/* Takes status, SMTP code, enhanced code and message from a parsed reply,
+ * and the extra fields 4, 5 ... into extras[0], extras[1] ... (empty when
+ * the reply has fewer fields). */
 static int
-smtpool_store_reply(smtpool_t *s, const struct proto_frame *f, char *extra,
-    size_t extralen)
+smtpool_store_reply(smtpool_t *s, const struct proto_frame *f,
+    const struct smtpool_extra *extras, size_t nextras)
 {
 	int32_t	status, code;
+	size_t	i, n;
 
 	if (proto_field_i32(&f->fields[0], &status) == -1 ||
 	    proto_field_i32(&f->fields[1], &code) == -1)
@@ -255,16 +290,17 @@ smtpool_store_reply(smtpool_t *s, const struct proto_frame *f, char *extra,
 	smtpool_copy_field(s->enhanced, &f->fields[2], PROTO_MAX_ENHANCED);
 	smtpool_copy_field(s->message, &f->fields[3], PROTO_MAX_MESSAGE);
 
-	if (extra != NULL && extralen > 0) {
-		extra[0] = '\0';
-		if (f->nfields > 4) {
-			size_t n = f->fields[4].len;
-
-			if (n > extralen - 1)
-				n = extralen - 1;
-			memcpy(extra, f->fields[4].data, n);
-			extra[n] = '\0';
+	for (i = 0; i < nextras; i++) {
+		if (extras[i].buf == NULL || extras[i].len == 0)
+			continue;
+		n = 0;
+		if (f->nfields > 4 + i) {
+			n = f->fields[4 + i].len;
+			if (n > extras[i].len - 1)
+				n = extras[i].len - 1;
+			memcpy(extras[i].buf, f->fields[4 + i].data, n);
 		}
+		extras[i].buf[n] = '\0';
 	}
 
 	if (f->op == PROTO_OP_ERROR) {
@@ -277,13 +313,15 @@ smtpool_store_reply(smtpool_t *s, const struct proto_frame *f, char *extra,
 }
 
 /*
- * Reads one REPLY or ERROR frame and returns its status.  extra, when not
- * NULL, receives field 4 (the server text of a GET_RESPONSE reply).
+ * Reads one REPLY or ERROR frame and returns its status.  extras receive
+ * the fields from 4 on (the server text of a GET_RESPONSE reply, the
+ * driver properties and runtime information of a GET_SECURITY reply).
  * NOTE: there is no reply timeout, because a request may wait for a pooled
  * connection and for the SMTP server; a hung daemon blocks the caller.
  */
 static int
-smtpool_read_reply(smtpool_t *s, char *extra, size_t extralen)
+smtpool_read_reply(smtpool_t *s, const struct smtpool_extra *extras,
+    size_t nextras)
 {
 	uint8_t			 header[PROTO_HEADER_SIZE], *frame;
 	struct proto_frame	 f;
@@ -342,7 +380,10 @@ smtpool_read_reply(smtpool_t *s, char *extra, size_t extralen)
 		    "(opcode 0x%02x)", proto_op_name(f.op), f.op);
 		return smtpool_bad_reply(s, why);
 	}
-	status = smtpool_store_reply(s, &f, extra, extralen);
+	status = smtpool_store_reply(s, &f, extras, nextras);
+	/* Replies carry no secrets, but wiping costs little and keeps a
+	 * reply that repeats one by mistake out of freed memory. */
+	explicit_bzero(frame, (size_t)size);
 	free(frame);
 	return status;
 }
@@ -366,41 +407,50 @@ smtpool_write_failed(smtpool_t *s, int errnum)
 	    strerror(errnum));
 }
 
+/* Wipes and frees a frame buffer that may contain a secret: LOGON has a
+ * password field and SET_SECURITY parameters carry passwords and tokens.
+ * free() alone would hand the bytes back to the allocator as they are. */
+static void
+smtpool_free_frame(struct proto_buf *b, uint8_t op)
+{
+	if (b->data != NULL &&
+	    (op == PROTO_OP_LOGON || op == PROTO_OP_SET_SECURITY))
+		explicit_bzero(b->data, b->cap);
+	proto_buf_free(b);
+}
+
 /* Finishes a built frame and writes it.  Returns 0 or a failure status. */
 static int
-smtpool_send_frame(smtpool_t *s, struct proto_buf *b)
+smtpool_send_frame(smtpool_t *s, struct proto_buf *b, uint8_t op)
 {
-	int	rc;
+	int	rc, errnum;
 
 	if (proto_buf_finish(b) == -1) {
-		proto_buf_free(b);
+		smtpool_free_frame(b, op);
 		/* Arguments were checked against the limits beforehand, so
 		 * only an allocation can fail here. */
 		return smtpool_fail(s, SMTPOOL_STATUS_NO_MEMORY, ENOMEM,
 		    "out of memory while building a request");
 	}
 	rc = smtpool_write_all(s, b->data, b->len);
-	if (b->data[3] == PROTO_OP_LOGON) {
-		/* The frame contains the password, so wipe it before free()
-		 * returns the memory to the allocator. */
-		explicit_bzero(b->data, b->len);
-	}
-	proto_buf_free(b);
+	errnum = errno;
+	smtpool_free_frame(b, op);
 	if (rc == -1)
-		return smtpool_write_failed(s, errno);
+		return smtpool_write_failed(s, errnum);
 	return 0;
 }
 
-/* Sends a request built in b and returns the status of its reply. */
+/* Sends a request built in b with opcode op and returns the status of its
+ * reply; extras receive the reply's fields from 4 on. */
 static int
-smtpool_request(smtpool_t *s, struct proto_buf *b, char *extra,
-    size_t extralen)
+smtpool_request(smtpool_t *s, struct proto_buf *b, uint8_t op,
+    const struct smtpool_extra *extras, size_t nextras)
 {
 	int	rc;
 
-	if ((rc = smtpool_send_frame(s, b)) != 0)
+	if ((rc = smtpool_send_frame(s, b, op)) != 0)
 		return rc;
-	return smtpool_read_reply(s, extra, extralen);
+	return smtpool_read_reply(s, extras, nextras);
 }
 
 smtpool_t *
@@ -485,6 +535,8 @@ smtpool_close(smtpool_t *s)
 		return;
 	if (s->fd != -1)
 		close(s->fd);
+	/* The last message stays in the session; see smtpool_read_reply(). */
+	explicit_bzero(s, sizeof(*s));
 	free(s);
 }
 
@@ -511,7 +563,7 @@ smtpool_logon(smtpool_t *s, const char *conn, const char *user,
 	proto_buf_add_str(&b, conn);
 	proto_buf_add_str(&b, user);
 	proto_buf_add_str(&b, password);
-	return smtpool_request(s, &b, NULL, 0);
+	return smtpool_request(s, &b, PROTO_OP_LOGON, NULL, 0);
 }
 
 int
@@ -525,7 +577,7 @@ smtpool_logoff(smtpool_t *s)
 	if ((rc = smtpool_begin(s)) != 0)
 		return rc;
 	proto_buf_begin(&b, PROTO_OP_LOGOFF);
-	return smtpool_request(s, &b, NULL, 0);
+	return smtpool_request(s, &b, PROTO_OP_LOGOFF, NULL, 0);
 }
 
 int
@@ -533,6 +585,7 @@ smtpool_get_smtp_response(smtpool_t *s, int *code, char *text,
     size_t textlen)
 {
 	struct proto_buf	b;
+	struct smtpool_extra	extra;
 	char			server_text[PROTO_MAX_SMTP_TEXT + 1];
 	int			rc;
 
@@ -545,13 +598,98 @@ smtpool_get_smtp_response(smtpool_t *s, int *code, char *text,
 	if ((rc = smtpool_begin(s)) != 0)
 		return rc;
 
+	extra.buf = server_text;
+	extra.len = sizeof(server_text);
 	proto_buf_begin(&b, PROTO_OP_GET_RESPONSE);
-	rc = smtpool_request(s, &b, server_text, sizeof(server_text));
+	rc = smtpool_request(s, &b, PROTO_OP_GET_RESPONSE, &extra, 1);
 	if (rc == SMTPOOL_STATUS_OK) {
 		if (code != NULL)
 			*code = s->smtp_code;
 		if (text != NULL && textlen > 0)
 			smtpool_copy_str(text, textlen, server_text);
+	}
+	return rc;
+}
+
+int
+smtpool_set_security(smtpool_t *s, const char *properties,
+    const char *parameters)
+{
+	struct proto_buf	b;
+	size_t			len;
+	int			rc;
+
+	if (s == NULL)
+		return SMTPOOL_STATUS_INVALID_ARGUMENT;
+	if ((rc = smtpool_begin(s)) != 0)
+		return rc;
+
+	/* Over-long values get the codes the daemon would give them, which
+	 * also keeps the fields within their frame limits.  The messages
+	 * name only the length, because parameters hold secrets. */
+	if (properties == NULL)
+		return smtpool_fail(s, SMTPOOL_SECURITY_INVALID_PROPERTIES, 0,
+		    "properties is NULL; give \"SMTP=ENTRYPOINT\" or "
+		    "\"SMTP=\"");
+	if ((len = strlen(properties)) > PROTO_MAX_PROPERTIES)
+		return smtpool_fail(s, SMTPOOL_SECURITY_INVALID_PROPERTIES, 0,
+		    "properties are %zu bytes, over the limit of %d", len,
+		    PROTO_MAX_PROPERTIES);
+	if (parameters == NULL)
+		return smtpool_fail(s, SMTPOOL_SECURITY_PARAMETERS_TOO_LONG, 0,
+		    "parameters is NULL; pass an empty string instead");
+	if ((len = strlen(parameters)) > PROTO_MAX_PARAMETERS)
+		return smtpool_fail(s, SMTPOOL_SECURITY_PARAMETERS_TOO_LONG, 0,
+		    "parameters are %zu bytes, over the limit of %d", len,
+		    PROTO_MAX_PARAMETERS);
+
+	proto_buf_begin(&b, PROTO_OP_SET_SECURITY);
+	proto_buf_add_str(&b, properties);
+	proto_buf_add_str(&b, parameters);
+	/* smtpool_send_frame() wipes the frame, which is the only copy the
+	 * library makes of the parameters. */
+	return smtpool_request(s, &b, PROTO_OP_SET_SECURITY, NULL, 0);
+}
+
+int
+smtpool_get_security(smtpool_t *s, int index, const char *properties,
+    char *driver_properties, size_t len1, char *runtime_info, size_t len2)
+{
+	struct proto_buf	b;
+	struct smtpool_extra	extras[2];
+	char			props[PROTO_MAX_SMTP_TEXT + 1];
+	char			info[PROTO_MAX_SMTP_TEXT + 1];
+	size_t			len;
+	int			rc;
+
+	if (driver_properties != NULL && len1 > 0)
+		driver_properties[0] = '\0';
+	if (runtime_info != NULL && len2 > 0)
+		runtime_info[0] = '\0';
+	if (s == NULL)
+		return SMTPOOL_STATUS_INVALID_ARGUMENT;
+	if ((rc = smtpool_begin(s)) != 0)
+		return rc;
+	if (properties == NULL)
+		return smtpool_fail(s, SMTPOOL_GET_SECURITY_INVALID_KEYWORD, 0,
+		    "properties is NULL; give \"SMTP=\"");
+	if ((len = strlen(properties)) > PROTO_MAX_PROPERTIES)
+		return smtpool_fail(s, SMTPOOL_GET_SECURITY_INVALID_KEYWORD, 0,
+		    "properties are %zu bytes, over the limit of %d; give "
+		    "\"SMTP=\"", len, PROTO_MAX_PROPERTIES);
+	extras[0].buf = props;
+	extras[0].len = sizeof(props);
+	extras[1].buf = info;
+	extras[1].len = sizeof(info);
+	proto_buf_begin(&b, PROTO_OP_GET_SECURITY);
+	proto_buf_add_i32(&b, (int32_t)index);
+	proto_buf_add_str(&b, properties);
+	rc = smtpool_request(s, &b, PROTO_OP_GET_SECURITY, extras, 2);
+	if (rc == SMTPOOL_STATUS_OK) {
+		if (driver_properties != NULL && len1 > 0)
+			smtpool_copy_str(driver_properties, len1, props);
+		if (runtime_info != NULL && len2 > 0)
+			smtpool_copy_str(runtime_info, len2, info);
 	}
 	return rc;
 }
@@ -648,7 +786,7 @@ smtpool_send_part(smtpool_t *s, const char *kind, const char *filename)
 	proto_buf_add_str(&b, kind);
 	proto_buf_add_str(&b, filename);
 	proto_buf_add_str(&b, "");	/* content type: daemon guesses */
-	return smtpool_send_frame(s, &b);
+	return smtpool_send_frame(s, &b, PROTO_OP_PART);
 }
 
 /* Sends one CHUNK frame of len bytes (len <= PROTO_MAX_CHUNK). */
@@ -659,7 +797,7 @@ smtpool_send_chunk(smtpool_t *s, const void *data, size_t len)
 
 	proto_buf_begin(&b, PROTO_OP_CHUNK);
 	proto_buf_add_bytes(&b, data, len);
-	return smtpool_send_frame(s, &b);
+	return smtpool_send_frame(s, &b, PROTO_OP_CHUNK);
 }
 
 /* Sends a buffer as CHUNK frames. */
@@ -743,7 +881,7 @@ smtpool_sendmail_stream(smtpool_t *s, const char *server, const char *headers,
 	proto_buf_add_str(&b, server);
 	proto_buf_add_str(&b, headers);
 	proto_buf_add_i64(&b, maxsize);
-	if ((rc = smtpool_send_frame(s, &b)) != 0)
+	if ((rc = smtpool_send_frame(s, &b, PROTO_OP_SENDMAIL)) != 0)
 		goto done;
 
 	if (text->present) {
@@ -770,7 +908,7 @@ smtpool_sendmail_stream(smtpool_t *s, const char *server, const char *headers,
 	}
 
 	proto_buf_begin(&b, PROTO_OP_END);
-	rc = smtpool_request(s, &b, NULL, 0);
+	rc = smtpool_request(s, &b, PROTO_OP_END, NULL, 0);
 
 done:
 	free(buf);
@@ -896,4 +1034,44 @@ const char *
 smtpool_status_text(int status)
 {
 	return proto_status_text(status);
+}
+
+const char *
+smtpool_set_security_status_text(int status)
+{
+	switch (status) {
+	case SMTPOOL_SECURITY_OK:
+		return "success";
+	case SMTPOOL_SECURITY_INVALID_PROPERTIES:
+		return "invalid properties";
+	case SMTPOOL_SECURITY_PARAMETERS_TOO_LONG:
+		return "parameters too long";
+	case SMTPOOL_SECURITY_LOCKED:
+		return "security context locked while logged on";
+	case SMTPOOL_SECURITY_UNKNOWN_DRIVER:
+		return "unknown entry point";
+	case SMTPOOL_SECURITY_BAD_ORDER:
+		return "UStartTLSSMTP not first, or driver given twice";
+	case SMTPOOL_SECURITY_TOO_MANY_DRIVERS:
+		return "too many drivers";
+	default:
+		return proto_status_text(status);
+	}
+}
+
+const char *
+smtpool_get_security_status_text(int status)
+{
+	switch (status) {
+	case SMTPOOL_STATUS_OK:
+		return "success";
+	case SMTPOOL_GET_SECURITY_NO_SUCH_DRIVER:
+		return "no such driver";
+	case SMTPOOL_GET_SECURITY_INVALID_KEYWORD:
+		return "invalid keyword";
+	case SMTPOOL_GET_SECURITY_NO_MEMORY:
+		return "out of memory";
+	default:
+		return proto_status_text(status);
+	}
 }

@@ -60,13 +60,38 @@ extern "C" {
 #define SMTPOOL_STATUS_NO_MEMORY		(-18)
 #define SMTPOOL_STATUS_PROTOCOL_ERROR		(-99)
 
+/*
+ * SetSecurity status codes.  They are smtpool's choice, because Uniface
+ * publishes none for SetSecurity, and they mean something else than the
+ * same numbers in the table above.  smtpool_set_security() returns them
+ * besides -9 and -99.
+ */
+#define SMTPOOL_SECURITY_OK			0
+#define SMTPOOL_SECURITY_INVALID_PROPERTIES	(-1)
+#define SMTPOOL_SECURITY_PARAMETERS_TOO_LONG	(-2)
+#define SMTPOOL_SECURITY_LOCKED			(-3)
+#define SMTPOOL_SECURITY_UNKNOWN_DRIVER		(-4)
+#define SMTPOOL_SECURITY_BAD_ORDER		(-5)
+#define SMTPOOL_SECURITY_TOO_MANY_DRIVERS	(-6)
+#define SMTPOOL_SECURITY_NO_MEMORY		(-18)
+
+/* GetSecurity status codes besides 0, -9 and -99. */
+#define SMTPOOL_GET_SECURITY_NO_SUCH_DRIVER	(-1)
+#define SMTPOOL_GET_SECURITY_INVALID_KEYWORD	(-2)
+#define SMTPOOL_GET_SECURITY_NO_MEMORY		(-6)
+
 /* Argument limits in bytes, without a terminating NUL.  Longer arguments
- * are rejected locally with SMTPOOL_STATUS_INVALID_ARGUMENT. */
+ * are rejected locally with SMTPOOL_STATUS_INVALID_ARGUMENT, except that
+ * smtpool_set_security() and smtpool_get_security() use the codes of their
+ * own tables. */
 #define SMTPOOL_MAX_CONNSTR	1024	/* connection string */
 #define SMTPOOL_MAX_CREDENTIAL	4095	/* logon user or password */
 #define SMTPOOL_MAX_HEADERS	65536	/* SendMail header list */
 #define SMTPOOL_MAX_FILENAME	255	/* base name of an attachment */
 #define SMTPOOL_MAX_SMTP_TEXT	512	/* text from GetSMTPResponse */
+#define SMTPOOL_MAX_PROPERTIES	255	/* SetSecurity properties */
+#define SMTPOOL_MAX_PARAMETERS	4095	/* SetSecurity parameters */
+#define SMTPOOL_MAX_DRIVERS	8	/* drivers in one security context */
 
 /* An open session.  The structure is private to the library. */
 typedef struct smtpool smtpool_t;
@@ -97,9 +122,11 @@ void		 smtpool_close(smtpool_t *);
  *   -1  an argument is NULL or over its limit (local)
  *   -2  user or password is not empty
  *   -3  already logged on
- *   -7  the server lacks a function a mandatory security driver needs
- *   -8  TLS handshake, certificate or other security failure, or a
- *       protocol error with the server
+ *   -7  the server lacks a function a mandatory security driver of the
+ *       session's security context needs (see smtpool_set_security())
+ *   -8  TLS handshake, certificate, STARTTLS or AUTH failure, invalid
+ *       security parameters, AUTH refused over an unencrypted connection,
+ *       or a protocol error with the server
  *   -9  network problem, invalid connection string, undefined TLS
  *       profile, no pooled connection within the wait time, or the daemon
  *       connection is lost
@@ -178,6 +205,67 @@ int		 smtpool_sendmail_fd(smtpool_t *, const char *server,
 int		 smtpool_get_smtp_response(smtpool_t *, int *code, char *text,
 		    size_t textlen);
 
+/*
+ * SetSecurity: appends one security driver to the session's security
+ * context, which LogonSMTP, and SendMail without a logon, apply to the
+ * upstream connection.  Drivers run in the order they were added.
+ *
+ * properties is "SMTP=ENTRYPOINT{;USE=MAND|OPT}" (MAND is the default).
+ * The entry points, case-sensitive, are UStartTLSSMTP (must come first),
+ * UAuthLoginSMTP, UAuthPlainSMTP, UAuthXOAUTH2SMTP and
+ * UAuthOAuthBearerSMTP.  Properties that are exactly "SMTP=", in any
+ * letter case, remove the whole context.  A MAND driver the server does
+ * not offer makes the logon fail with -7, an OPT one is skipped.
+ *
+ * parameters are key=value items separated by ';' (";;" is a literal ';'),
+ * keys in any letter case: none for UStartTLSSMTP; user and password for
+ * UAuthLoginSMTP; user, password and optionally authzid for
+ * UAuthPlainSMTP; user and token for UAuthXOAUTH2SMTP and
+ * UAuthOAuthBearerSMTP.  The daemon checks them only at logon, where
+ * invalid parameters give -8.  The library wipes every buffer that held
+ * them before it returns; the caller wipes its own copy.
+ *
+ * After a logon that failed with -7 or -8 the context stays for another
+ * logon, but the next SetSecurity starts a new context.  After any other
+ * failure it appends.  Returns:
+ *    0  driver appended, or context removed
+ *   -1  invalid properties: not starting with SMTP=, an item other than
+ *       USE=MAND or USE=OPT, over SMTPOOL_MAX_PROPERTIES bytes, or NULL
+ *       (the last two are also checked locally)
+ *   -2  parameters over SMTPOOL_MAX_PARAMETERS bytes, or NULL (local too)
+ *   -3  context locked, because the session is logged on
+ *   -4  unknown entry point
+ *   -5  UStartTLSSMTP not first, or a driver given twice
+ *   -6  more than SMTPOOL_MAX_DRIVERS drivers
+ *   -9  the daemon connection is lost (local)
+ *  -18  out of memory (daemon or local)
+ *  -99  protocol error between library and daemon; the session is closed
+ */
+int		 smtpool_set_security(smtpool_t *, const char *properties,
+		    const char *parameters);
+
+/*
+ * GetSecurity: describes driver number index (1 for the first) of the
+ * session's security context.  properties must be "SMTP=" in any letter
+ * case.  On status 0, driver_properties (len1 bytes) receives the driver's
+ * properties, e.g. "SMTP=UAuthLoginSMTP;USE=MAND", and runtime_info (len2
+ * bytes) "INUSE=TRUE" when the driver took part in the session's current or
+ * last upstream connection, else "INUSE=FALSE".  Both are cut to fit and
+ * always NUL-terminated when their length is above 0; either may be NULL.
+ * Returns:
+ *    0  driver found
+ *   -1  no such driver
+ *   -2  invalid keyword: properties is not "SMTP=" (NULL or over
+ *       SMTPOOL_MAX_PROPERTIES bytes is checked locally)
+ *   -6  the daemon ran out of memory
+ *   -9  the daemon connection is lost (local)
+ *  -18  the library ran out of memory (local)
+ *  -99  protocol error between library and daemon; the session is closed
+ */
+int		 smtpool_get_security(smtpool_t *, int index,
+		    const char *properties, char *driver_properties,
+		    size_t len1, char *runtime_info, size_t len2);
+
 /* SMTP reply code behind the last status, 0 when none. */
 int		 smtpool_last_smtp_code(const smtpool_t *);
 /* Enhanced status code of that reply ("5.1.1"), or "". */
@@ -193,6 +281,10 @@ int		 smtpool_is_connected(const smtpool_t *);
 
 /* Short English description of a status ("invalid argument"). */
 const char	*smtpool_status_text(int status);
+/* The same for the statuses of smtpool_set_security() and
+ * smtpool_get_security(), whose tables differ from the others. */
+const char	*smtpool_set_security_status_text(int status);
+const char	*smtpool_get_security_status_text(int status);
 
 #ifdef __cplusplus
 }

@@ -4,7 +4,8 @@ Written from proto/PROTOCOL.md alone, with the standard library only, so the
 integration tests can check the daemon against the document rather than
 against the C client library.
 
-High-level methods (logon, logoff, sendmail, get_response) return a Reply.
+High-level methods (logon, logoff, sendmail, get_response, set_security,
+get_security) return a Reply.
 The low-level methods (send_frame, send_raw, read_reply) let tests send
 broken frames. The client checks no limits itself, so a test can send
 over-long fields and see what the daemon does with them.
@@ -28,6 +29,8 @@ OP_PART = 0x04
 OP_CHUNK = 0x05
 OP_END = 0x06
 OP_GET_RESPONSE = 0x07
+OP_SET_SECURITY = 0x08
+OP_GET_SECURITY = 0x09
 OP_REPLY = 0x80
 OP_ERROR = 0x81
 
@@ -44,6 +47,13 @@ MAX_PART_KIND = 16
 MAX_ENHANCED = 32
 MAX_MESSAGE = 1024
 MAX_SMTP_TEXT = 512
+# SET_SECURITY values longer than these get the daemon's own status codes.
+# The frame limits are 1024 bytes higher, and a longer field is a protocol
+# error.
+MAX_PROPERTIES = 255
+MAX_PARAMETERS = 4095
+MAX_PROPERTIES_FIELD = MAX_PROPERTIES + 1024
+MAX_PARAMETERS_FIELD = MAX_PARAMETERS + 1024
 
 # Status codes of the reply's status field. A positive SENDMAIL status is
 # the number of refused recipients.
@@ -61,6 +71,21 @@ STATUS_NO_RECIPIENT = -12
 STATUS_QUOTA = -15
 STATUS_NO_MEMORY = -18
 STATUS_PROTOCOL_ERROR = -99
+
+# SET_SECURITY status codes, smtpool's choice. They differ from the table
+# above.
+SECURITY_INVALID_PROPERTIES = -1
+SECURITY_PARAMETERS_TOO_LONG = -2
+SECURITY_LOCKED = -3
+SECURITY_UNKNOWN_DRIVER = -4
+SECURITY_BAD_ORDER = -5
+SECURITY_TOO_MANY_DRIVERS = -6
+SECURITY_NO_MEMORY = -18
+
+# GET_SECURITY status codes besides 0.
+GET_SECURITY_NO_SUCH_DRIVER = -1
+GET_SECURITY_INVALID_KEYWORD = -2
+GET_SECURITY_NO_MEMORY = -6
 
 SOCKET_NAME = "smtpool.sock"
 
@@ -302,6 +327,23 @@ class Client:
     def get_response(self) -> Reply:
         """GetSMTPResponse: the server text is in extras[0]."""
         return self.request(OP_GET_RESPONSE)
+
+    def set_security(self, properties: str, parameters: str = "") -> Reply:
+        """SetSecurity: append a driver, or clear the context with "SMTP=".
+
+        properties is "SMTP=ENTRYPOINT{;USE=MAND|OPT}"; parameters are
+        key=value items separated by ';' (";;" is a literal ';').
+        """
+        return self.request(OP_SET_SECURITY, [properties, parameters])
+
+    def get_security(self, index: int, properties: str = "SMTP=") -> Reply:
+        """GetSecurity: describe driver number index (1-based).
+
+        On status 0, extras[0] is the driver's properties
+        ("SMTP=UAuthLoginSMTP;USE=MAND") and extras[1] its runtime
+        information ("INUSE=TRUE" or "INUSE=FALSE").
+        """
+        return self.request(OP_GET_SECURITY, [i32(index), properties])
 
     def sendmail(self, server: str, headers: str,
                  text: Union[str, bytes, None],
