@@ -1180,6 +1180,14 @@ session_cut_off_all(struct server *server)
 {
 	struct session	*s, *next;
 
+	/* Withdraw every waiting request first: a connection released by
+	 * one cut-off must not be handed, or opened, to another. */
+	TAILQ_FOREACH(s, &server->sessions, link) {
+		if (s->wait != NULL) {
+			pool_cancel(s->wait);
+			s->wait = NULL;
+		}
+	}
 	for (s = TAILQ_FIRST(&server->sessions); s != NULL; s = next) {
 		next = TAILQ_NEXT(s, link);
 		s->stopping = 1;
