@@ -175,6 +175,7 @@ server_init(struct server *server, struct config *cfg,
     const char *config_path, char *err, size_t errlen)
 {
 	struct server_gen	*gen;
+	struct event_config	*evcfg;
 
 	memset(server, 0, sizeof(*server));
 	TAILQ_INIT(&server->sessions);
@@ -192,7 +193,19 @@ server_init(struct server *server, struct config *cfg,
 		return -1;
 	}
 
-	server->base = event_base_new();
+	/* The epoll changelist folds the add and delete of a write event
+	 * within one loop pass into at most one epoll_ctl(2), which matters
+	 * because every reply and command makes such a pair.  Descriptors
+	 * are never dup()ed here, the case the flag is unsafe for. */
+	evcfg = event_config_new();
+	if (evcfg != NULL) {
+		event_config_set_flag(evcfg,
+		    EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+		server->base = event_base_new_with_config(evcfg);
+		event_config_free(evcfg);
+	}
+	if (server->base == NULL)
+		server->base = event_base_new();
 	if (server->base == NULL) {
 		snprintf(err, errlen, "cannot create the event loop");
 		return -1;
