@@ -92,22 +92,6 @@ static const char *const mail_label_names[MAIL_LABEL_COUNT] = {
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static void
-mail_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-mail_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* Copies n bytes of s for an error message: control bytes become '?' and
  * long values are cut to 60 bytes with "...". */
 static const char *
@@ -185,7 +169,7 @@ mail_spool_write(struct mail *m, struct spool *sp, const void *data,
 {
 	if (spool_write(sp, data, len) == -1) {
 		m->broken = 1;
-		mail_err(err, errlen, "writing the message to the spool in "
+		proto_format_error(err, errlen, "writing the message to the spool in "
 		    "%s failed: %s", m->spool_dir ? m->spool_dir : "/tmp",
 		    strerror(errno));
 		return PROTO_STATUS_NO_MEMORY;
@@ -207,7 +191,7 @@ mail_spool_new(struct mail *m, char *err, size_t errlen)
 
 	if ((sp = spool_new(m->spool_memory, m->spool_dir)) == NULL) {
 		m->broken = 1;
-		mail_err(err, errlen, "out of memory creating a message "
+		proto_format_error(err, errlen, "out of memory creating a message "
 		    "spool");
 	}
 	return sp;
@@ -221,12 +205,12 @@ static int
 mail_check_writable(const struct mail *m, char *err, size_t errlen)
 {
 	if (m->broken) {
-		mail_err(err, errlen, "an earlier write of this message "
+		proto_format_error(err, errlen, "an earlier write of this message "
 		    "failed; send the message again");
 		return PROTO_STATUS_NO_MEMORY;
 	}
 	if (m->state == MAIL_STATE_FINISHED) {
-		mail_err(err, errlen, "the message is already finished");
+		proto_format_error(err, errlen, "the message is already finished");
 		return PROTO_STATUS_INVALID_ARGUMENT;
 	}
 	return 0;
@@ -316,7 +300,7 @@ mail_parse_addresses(const char *label, const char *value,
 	if (n == 0)
 		return 0;
 	if (addr_list_parse(value, list, why, sizeof(why)) == -1) {
-		mail_err(err, errlen, "invalid %s: %s", label, why);
+		proto_format_error(err, errlen, "invalid %s: %s", label, why);
 		return PROTO_STATUS_INVALID_ADDRESS;
 	}
 	return 0;
@@ -332,7 +316,7 @@ mail_parse_from(struct mail *m, const char *value, char *err, size_t errlen)
 	if ((rc = mail_parse_addresses("FROM", value, &tmp, err, errlen)) != 0)
 		return rc;
 	if (tmp.count > 1) {
-		mail_err(err, errlen, "invalid FROM \"%s\": give exactly one "
+		proto_format_error(err, errlen, "invalid FROM \"%s\": give exactly one "
 		    "sender address", mail_quote(value, strlen(value), q,
 		    sizeof(q)));
 		addr_list_clear(&tmp);
@@ -349,17 +333,17 @@ mail_parse_subject(struct mail *m, const char *value, char *err,
 	size_t len = strlen(value);
 
 	if (len > MAIL_MAX_SUBJECT) {
-		mail_err(err, errlen, "invalid SUBJECT: it is %zu bytes; the "
+		proto_format_error(err, errlen, "invalid SUBJECT: it is %zu bytes; the "
 		    "maximum is %d", len, MAIL_MAX_SUBJECT);
 		return PROTO_STATUS_INVALID_ARGUMENT;
 	}
 	if (!mail_utf8_valid(value)) {
-		mail_err(err, errlen, "invalid SUBJECT: it is not valid "
+		proto_format_error(err, errlen, "invalid SUBJECT: it is not valid "
 		    "UTF-8; send the subject UTF-8 encoded");
 		return PROTO_STATUS_INVALID_ARGUMENT;
 	}
 	if ((m->subject = strdup(value)) == NULL) {
-		mail_err(err, errlen, "out of memory storing the subject");
+		proto_format_error(err, errlen, "out of memory storing the subject");
 		return PROTO_STATUS_NO_MEMORY;
 	}
 	return 0;
@@ -378,7 +362,7 @@ mail_parse_priority(struct mail *m, const char *value, char *err,
 	if (n == 0)
 		return 0;
 	if (n != 1 || s[0] < '1' || s[0] > '5') {
-		mail_err(err, errlen, "invalid PRIORITY \"%s\": use 1 "
+		proto_format_error(err, errlen, "invalid PRIORITY \"%s\": use 1 "
 		    "(highest) to 5 (lowest)", mail_quote(value, strlen(value),
 		    q, sizeof(q)));
 		return PROTO_STATUS_INVALID_ARGUMENT;
@@ -402,12 +386,12 @@ mail_find_label(const char *label, size_t n, char *err, size_t errlen)
 	for (i = 0; i < MAIL_LABEL_COUNT; i++)
 		if (strlen(mail_label_names[i]) == n &&
 		    strncasecmp(mail_label_names[i], label, n) == 0) {
-			mail_err(err, errlen, "unknown header label \"%s\": "
+			proto_format_error(err, errlen, "unknown header label \"%s\": "
 			    "labels are upper case, use %s", q,
 			    mail_label_names[i]);
 			return -1;
 		}
-	mail_err(err, errlen, "unknown header label \"%s\": use TO, FROM, "
+	proto_format_error(err, errlen, "unknown header label \"%s\": use TO, FROM, "
 	    "CC, BCC, SUBJECT, PRIORITY or REPLY", q);
 	return -1;
 }
@@ -423,7 +407,7 @@ mail_parse_item(struct mail *m, const char *item, unsigned *seen, char *err,
 	char q[80];
 
 	if ((eq = strchr(item, '=')) == NULL) {
-		mail_err(err, errlen, "invalid header list item \"%s\": use "
+		proto_format_error(err, errlen, "invalid header list item \"%s\": use "
 		    "LABEL=VALUE, e.g. TO=bob@example.com", mail_quote(item,
 		    strlen(item), q, sizeof(q)));
 		return PROTO_STATUS_INVALID_ARGUMENT;
@@ -433,7 +417,7 @@ mail_parse_item(struct mail *m, const char *item, unsigned *seen, char *err,
 	if ((idx = mail_find_label(label, n, err, errlen)) == -1)
 		return PROTO_STATUS_INVALID_ARGUMENT;
 	if (*seen & (1u << idx)) {
-		mail_err(err, errlen, "header label \"%s\" given twice: give "
+		proto_format_error(err, errlen, "header label \"%s\" given twice: give "
 		    "each label once, with several addresses separated by "
 		    "commas", mail_label_names[idx]);
 		return PROTO_STATUS_INVALID_ARGUMENT;
@@ -442,7 +426,7 @@ mail_parse_item(struct mail *m, const char *item, unsigned *seen, char *err,
 
 	value = eq + 1;
 	if (strpbrk(value, "\r\n") != NULL) {
-		mail_err(err, errlen, "invalid %s: the value contains a CR or "
+		proto_format_error(err, errlen, "invalid %s: the value contains a CR or "
 		    "LF character; header values are single lines",
 		    mail_label_names[idx]);
 		return PROTO_STATUS_INVALID_ARGUMENT;
@@ -470,7 +454,7 @@ mail_parse_item(struct mail *m, const char *item, unsigned *seen, char *err,
 	case MAIL_LABEL_COUNT:
 		break;
 	}
-	mail_err(err, errlen, "internal error: header label %d", idx);
+	proto_format_error(err, errlen, "internal error: header label %d", idx);
 	return PROTO_STATUS_INVALID_ARGUMENT;
 }
 
@@ -488,12 +472,12 @@ mail_set_header_list(struct mail *m, const char *list, char *err,
 	if (list == NULL)
 		list = p = "";
 	if ((len = strlen(list)) > PROTO_MAX_HEADERS) {
-		mail_err(err, errlen, "the header list is %zu bytes; the "
+		proto_format_error(err, errlen, "the header list is %zu bytes; the "
 		    "maximum is %d", len, PROTO_MAX_HEADERS);
 		return PROTO_STATUS_INVALID_ARGUMENT;
 	}
 	if ((item = malloc(len + 1)) == NULL) {
-		mail_err(err, errlen, "out of memory parsing the header list");
+		proto_format_error(err, errlen, "out of memory parsing the header list");
 		return PROTO_STATUS_NO_MEMORY;
 	}
 
@@ -528,7 +512,7 @@ mail_set_header_list(struct mail *m, const char *list, char *err,
 	    (m->results = calloc(m->nrcpt, sizeof(*m->results))) == NULL) {
 		m->nrcpt = 0;
 		mail_clear_headers(m);
-		mail_err(err, errlen, "out of memory parsing the header list");
+		proto_format_error(err, errlen, "out of memory parsing the header list");
 		return PROTO_STATUS_NO_MEMORY;
 	}
 	return 0;
@@ -538,12 +522,12 @@ int
 mail_check_envelope(const struct mail *m, char *err, size_t errlen)
 {
 	if (m->from.count == 0) {
-		mail_err(err, errlen, "no sender: add FROM=address to the "
+		proto_format_error(err, errlen, "no sender: add FROM=address to the "
 		    "header list");
 		return PROTO_STATUS_NO_RECIPIENT;
 	}
 	if (m->nrcpt == 0) {
-		mail_err(err, errlen, "no recipient: add at least one TO, CC "
+		proto_format_error(err, errlen, "no recipient: add at least one TO, CC "
 		    "or BCC address to the header list");
 		return PROTO_STATUS_NO_RECIPIENT;
 	}
@@ -625,7 +609,7 @@ mail_encode_text(struct mail *m, char *err, size_t errlen)
 	if (in == NULL || out == NULL) {
 		free(in);
 		free(out);
-		mail_err(err, errlen, "out of memory encoding the text");
+		proto_format_error(err, errlen, "out of memory encoding the text");
 		return PROTO_STATUS_NO_MEMORY;
 	}
 	mime_qp_init(&qp);
@@ -640,7 +624,7 @@ mail_encode_text(struct mail *m, char *err, size_t errlen)
 			goto done;
 	}
 	if (got < 0) {
-		mail_err(err, errlen, "reading the text back from the spool "
+		proto_format_error(err, errlen, "reading the text back from the spool "
 		    "failed: %s", strerror(errno));
 		rc = PROTO_STATUS_NO_MEMORY;
 		goto done;
@@ -666,7 +650,7 @@ mail_text_write(struct mail *m, const void *data, size_t len, char *err,
 	if ((rc = mail_check_writable(m, err, errlen)) != 0)
 		return rc;
 	if (m->state == MAIL_STATE_ATTACHMENT) {
-		mail_err(err, errlen, "the text must come before the "
+		proto_format_error(err, errlen, "the text must come before the "
 		    "attachments");
 		return PROTO_STATUS_INVALID_ARGUMENT;
 	}
@@ -693,32 +677,32 @@ mail_check_filename(const char *name, char *err, size_t errlen)
 	char q[80];
 
 	if (name == NULL || *name == '\0') {
-		mail_err(err, errlen, "the attachment file name is missing");
+		proto_format_error(err, errlen, "the attachment file name is missing");
 		return -1;
 	}
 	len = strlen(name);
 	mail_quote(name, len, q, sizeof(q));
 	if (len > PROTO_MAX_FILENAME) {
-		mail_err(err, errlen, "invalid attachment file name \"%s\": "
+		proto_format_error(err, errlen, "invalid attachment file name \"%s\": "
 		    "it is %zu bytes; the maximum is %d", q, len,
 		    PROTO_MAX_FILENAME);
 		return -1;
 	}
 	if (strpbrk(name, "/\\") != NULL || strcmp(name, ".") == 0 ||
 	    strcmp(name, "..") == 0) {
-		mail_err(err, errlen, "invalid attachment file name \"%s\": "
+		proto_format_error(err, errlen, "invalid attachment file name \"%s\": "
 		    "give a base name without '/' or '\\'", q);
 		return -1;
 	}
 	for (p = (const unsigned char *)name; *p != '\0'; p++)
 		if (*p < 0x20 || *p == 0x7f) {
-			mail_err(err, errlen, "invalid attachment file name "
+			proto_format_error(err, errlen, "invalid attachment file name "
 			    "\"%s\": it contains a control character such as "
 			    "CR or LF", q);
 			return -1;
 		}
 	if (!mail_utf8_valid(name)) {
-		mail_err(err, errlen, "invalid attachment file name \"%s\": "
+		proto_format_error(err, errlen, "invalid attachment file name \"%s\": "
 		    "it is not valid UTF-8", q);
 		return -1;
 	}
@@ -749,7 +733,7 @@ mail_check_content_type(const char *type, char *out, size_t outlen,
 	}
 	if (i < len || slashes != 1 || slash == 0 || slash + 1 == len ||
 	    len >= outlen || len > PROTO_MAX_CONTENT_TYPE) {
-		mail_err(err, errlen, "invalid content type \"%s\": use "
+		proto_format_error(err, errlen, "invalid content type \"%s\": use "
 		    "type/subtype without parameters, e.g. application/pdf, "
 		    "or leave it empty", mail_quote(type, len, q, sizeof(q)));
 		return -1;
@@ -854,7 +838,7 @@ mail_write_part_header(struct mail *m, const char *filename,
 nomem:
 	free(words);
 	free(buf);
-	mail_err(err, errlen, "out of memory writing an attachment header");
+	proto_format_error(err, errlen, "out of memory writing an attachment header");
 	return PROTO_STATUS_NO_MEMORY;
 }
 
@@ -941,7 +925,7 @@ mail_attachment_write(struct mail *m, const void *data, size_t len,
 	if ((rc = mail_check_writable(m, err, errlen)) != 0)
 		return rc;
 	if (m->state != MAIL_STATE_ATTACHMENT) {
-		mail_err(err, errlen, "attachment data without an attachment: "
+		proto_format_error(err, errlen, "attachment data without an attachment: "
 		    "begin the attachment first");
 		return PROTO_STATUS_INVALID_ARGUMENT;
 	}

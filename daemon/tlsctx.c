@@ -20,6 +20,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "proto.h"
 #include "tlsctx.h"
 
 struct tlsctx_entry {
@@ -39,21 +40,6 @@ struct tlsctx_names {
 };
 
 static int tlsctx_names_index = -1;
-
-static void tlsctx_set_err(char *, size_t, const char *, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-tlsctx_set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list	ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* Drains OpenSSL's error queue into buf as its reasons, oldest (the
  * innermost call) first, e.g. "no start line; PEM lib". */
@@ -95,7 +81,7 @@ tlsctx_check_file(const struct tls_profile *prof, const char *option,
 {
 	if (access(path, R_OK) == 0)
 		return 0;
-	tlsctx_set_err(err, errlen, "TLS profile '%s': cannot read %s '%s': "
+	proto_format_error(err, errlen, "TLS profile '%s': cannot read %s '%s': "
 	    "%s", prof->name, option, path, strerror(errno));
 	return -1;
 }
@@ -117,7 +103,7 @@ tlsctx_setup_verify(SSL_CTX *ctx, const struct tls_profile *prof,
 
 	if (prof->ca_certificate == NULL) {
 		if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-			tlsctx_set_err(err, errlen, "TLS profile '%s': cannot "
+			proto_format_error(err, errlen, "TLS profile '%s': cannot "
 			    "load the system's trusted CA certificates: %s",
 			    prof->name,
 			    tlsctx_openssl_reason(reason, sizeof(reason)));
@@ -130,7 +116,7 @@ tlsctx_setup_verify(SSL_CTX *ctx, const struct tls_profile *prof,
 		return -1;
 	if (SSL_CTX_load_verify_locations(ctx, prof->ca_certificate,
 	    NULL) != 1) {
-		tlsctx_set_err(err, errlen, "TLS profile '%s': cannot load "
+		proto_format_error(err, errlen, "TLS profile '%s': cannot load "
 		    "ca_certificate '%s': %s; it must contain PEM certificates",
 		    prof->name, prof->ca_certificate,
 		    tlsctx_openssl_reason(reason, sizeof(reason)));
@@ -157,7 +143,7 @@ tlsctx_setup_client_cert(SSL_CTX *ctx, const struct tls_profile *prof,
 
 	if (SSL_CTX_use_certificate_chain_file(ctx,
 	    prof->client_certificate) != 1) {
-		tlsctx_set_err(err, errlen, "TLS profile '%s': cannot load "
+		proto_format_error(err, errlen, "TLS profile '%s': cannot load "
 		    "client_certificate '%s': %s", prof->name,
 		    prof->client_certificate,
 		    tlsctx_openssl_reason(reason, sizeof(reason)));
@@ -165,14 +151,14 @@ tlsctx_setup_client_cert(SSL_CTX *ctx, const struct tls_profile *prof,
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, prof->client_key,
 	    SSL_FILETYPE_PEM) != 1) {
-		tlsctx_set_err(err, errlen, "TLS profile '%s': cannot load "
+		proto_format_error(err, errlen, "TLS profile '%s': cannot load "
 		    "client_key '%s': %s; it must be an unencrypted PEM key",
 		    prof->name, prof->client_key,
 		    tlsctx_openssl_reason(reason, sizeof(reason)));
 		return -1;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		tlsctx_set_err(err, errlen, "TLS profile '%s': client_key "
+		proto_format_error(err, errlen, "TLS profile '%s': client_key "
 		    "'%s' does not match client_certificate '%s': %s",
 		    prof->name, prof->client_key, prof->client_certificate,
 		    tlsctx_openssl_reason(reason, sizeof(reason)));
@@ -189,21 +175,21 @@ tlsctx_build(const struct tls_profile *prof, char *err, size_t errlen)
 	char	 reason[256];
 
 	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
-		tlsctx_set_err(err, errlen, "TLS profile '%s': cannot create "
+		proto_format_error(err, errlen, "TLS profile '%s': cannot create "
 		    "an OpenSSL context: %s", prof->name,
 		    tlsctx_openssl_reason(reason, sizeof(reason)));
 		return NULL;
 	}
 
 	if (SSL_CTX_set_min_proto_version(ctx, prof->min_tls_version) != 1) {
-		tlsctx_set_err(err, errlen, "TLS profile '%s': cannot set "
+		proto_format_error(err, errlen, "TLS profile '%s': cannot set "
 		    "min_tls_version: %s", prof->name,
 		    tlsctx_openssl_reason(reason, sizeof(reason)));
 		goto fail;
 	}
 	if (prof->ciphers != NULL &&
 	    SSL_CTX_set_cipher_list(ctx, prof->ciphers) != 1) {
-		tlsctx_set_err(err, errlen, "TLS profile '%s': ciphers '%s' "
+		proto_format_error(err, errlen, "TLS profile '%s': ciphers '%s' "
 		    "rejected: %s", prof->name, prof->ciphers,
 		    tlsctx_openssl_reason(reason, sizeof(reason)));
 		goto fail;
@@ -226,14 +212,14 @@ tlsctx_set_new(const struct config *cfg, char *err, size_t errlen)
 	size_t				 i;
 
 	if ((set = calloc(1, sizeof(*set))) == NULL) {
-		tlsctx_set_err(err, errlen, "cannot build TLS contexts: out "
+		proto_format_error(err, errlen, "cannot build TLS contexts: out "
 		    "of memory");
 		return NULL;
 	}
 	for (i = 0; i <= cfg->nprofiles && i <= CONFIG_MAX_PROFILES; i++) {
 		prof = i == 0 ? &cfg->tls_default : &cfg->profiles[i - 1];
 		if ((set->entries[i].name = strdup(prof->name)) == NULL) {
-			tlsctx_set_err(err, errlen, "TLS profile '%s': out "
+			proto_format_error(err, errlen, "TLS profile '%s': out "
 			    "of memory", prof->name);
 			goto fail;
 		}
@@ -401,12 +387,12 @@ tlsctx_new_ssl(SSL_CTX *ctx, const struct tls_profile *prof,
 	int			 rc = 0;
 
 	if (ctx == NULL || prof == NULL || host == NULL) {
-		tlsctx_set_err(err, errlen, "no TLS context for this "
+		proto_format_error(err, errlen, "no TLS context for this "
 		    "connection");
 		return NULL;
 	}
 	if ((ssl = SSL_new(ctx)) == NULL) {
-		tlsctx_set_err(err, errlen, "TLS profile '%s': cannot create "
+		proto_format_error(err, errlen, "TLS profile '%s': cannot create "
 		    "a connection: %s", prof->name,
 		    tlsctx_openssl_reason(reason, sizeof(reason)));
 		return NULL;
@@ -415,7 +401,7 @@ tlsctx_new_ssl(SSL_CTX *ctx, const struct tls_profile *prof,
 	/* SNI carries host names only (RFC 6066, section 3). */
 	if (!host_is_ip && *host != '\0' &&
 	    SSL_set_tlsext_host_name(ssl, host) != 1) {
-		tlsctx_set_err(err, errlen, "TLS profile '%s': cannot set "
+		proto_format_error(err, errlen, "TLS profile '%s': cannot set "
 		    "server name '%s': %s", prof->name, host,
 		    tlsctx_openssl_reason(reason, sizeof(reason)));
 		goto fail;
@@ -432,7 +418,7 @@ tlsctx_new_ssl(SSL_CTX *ctx, const struct tls_profile *prof,
 	switch (prof->name_check) {
 	case TLS_NAME_HOST:
 		if (*host == '\0') {
-			tlsctx_set_err(err, errlen, "TLS profile '%s': no "
+			proto_format_error(err, errlen, "TLS profile '%s': no "
 			    "host name to check the certificate against",
 			    prof->name);
 			goto fail;
@@ -450,7 +436,7 @@ tlsctx_new_ssl(SSL_CTX *ctx, const struct tls_profile *prof,
 		break;
 	}
 	if (rc == -1) {
-		tlsctx_set_err(err, errlen, "TLS profile '%s': cannot set "
+		proto_format_error(err, errlen, "TLS profile '%s': cannot set "
 		    "the certificate name check for '%s': %s", prof->name,
 		    host, tlsctx_openssl_reason(reason, sizeof(reason)));
 		goto fail;

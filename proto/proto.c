@@ -147,12 +147,8 @@ static const struct proto_op_rule proto_op_rules[256] = {
 	[PROTO_OP_ERROR] = PROTO_RULE_REPLY("ERROR"),
 };
 
-static void proto_set_err(char *, size_t, const char *, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Formats an error message into err, which may be NULL or errlen 0. */
-static void
-proto_set_err(char *err, size_t errlen, const char *fmt, ...)
+void
+proto_format_error(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list	ap;
 
@@ -191,13 +187,13 @@ proto_frame_size(const uint8_t *buf, size_t avail, uint8_t *version,
 		*version = buf[2];
 
 	if (buf[0] != PROTO_MAGIC0 || buf[1] != PROTO_MAGIC1) {
-		proto_set_err(err, errlen,
+		proto_format_error(err, errlen,
 		    "bad frame magic 0x%02x%02x; every frame must start "
 		    "with \"SP\" (0x5350)", buf[0], buf[1]);
 		return -1;
 	}
 	if (buf[2] != PROTO_VERSION) {
-		proto_set_err(err, errlen,
+		proto_format_error(err, errlen,
 		    "unsupported protocol version %u; only version %d is "
 		    "supported", buf[2], PROTO_VERSION);
 		return -1;
@@ -205,7 +201,7 @@ proto_frame_size(const uint8_t *buf, size_t avail, uint8_t *version,
 
 	payload = proto_get_u32(buf + 4);
 	if (payload > PROTO_MAX_PAYLOAD) {
-		proto_set_err(err, errlen,
+		proto_format_error(err, errlen,
 		    "%s frame declares a payload of %lu bytes, over the "
 		    "limit of %d", proto_op_name(buf[3]),
 		    (unsigned long)payload, PROTO_MAX_PAYLOAD);
@@ -226,7 +222,7 @@ proto_field_check(const struct proto_op_rule *rule,
 	case PROTO_FIELD_I32:
 	case PROTO_FIELD_I64:
 		if (fld->len != fr->max) {
-			proto_set_err(err, errlen,
+			proto_format_error(err, errlen,
 			    "%s field %u (%s) is %lu bytes; it must be "
 			    "exactly %lu", rule->name, i, fr->name,
 			    (unsigned long)fld->len, (unsigned long)fr->max);
@@ -236,7 +232,7 @@ proto_field_check(const struct proto_op_rule *rule,
 	case PROTO_FIELD_TEXT:
 	case PROTO_FIELD_BYTES:
 		if (fld->len > fr->max) {
-			proto_set_err(err, errlen,
+			proto_format_error(err, errlen,
 			    "%s field %u (%s) is %lu bytes, over the limit "
 			    "of %lu", rule->name, i, fr->name,
 			    (unsigned long)fld->len, (unsigned long)fr->max);
@@ -249,7 +245,7 @@ proto_field_check(const struct proto_op_rule *rule,
 	 * fields reject it here, before anyone copies them. */
 	if (fr->kind == PROTO_FIELD_TEXT && fld->len > 0 &&
 	    (nul = memchr(fld->data, '\0', fld->len)) != NULL) {
-		proto_set_err(err, errlen,
+		proto_format_error(err, errlen,
 		    "%s field %u (%s) contains a NUL byte at offset %lu",
 		    rule->name, i, fr->name,
 		    (unsigned long)(nul - fld->data));
@@ -268,11 +264,11 @@ proto_frame_check(const struct proto_op_rule *rule,
 
 	if (f->nfields < rule->min_fields || f->nfields > rule->max_fields) {
 		if (rule->min_fields == rule->max_fields)
-			proto_set_err(err, errlen,
+			proto_format_error(err, errlen,
 			    "%s takes %u fields, got %u", rule->name,
 			    rule->min_fields, f->nfields);
 		else
-			proto_set_err(err, errlen,
+			proto_format_error(err, errlen,
 			    "%s takes %u to %u fields, got %u", rule->name,
 			    rule->min_fields, rule->max_fields, f->nfields);
 		return -1;
@@ -299,7 +295,7 @@ proto_frame_parse(const uint8_t *buf, size_t len, struct proto_frame *f,
 
 	memset(f, 0, sizeof(*f));
 	if (len < PROTO_HEADER_SIZE) {
-		proto_set_err(err, errlen,
+		proto_format_error(err, errlen,
 		    "frame is %zu bytes, shorter than the %d-byte header",
 		    len, PROTO_HEADER_SIZE);
 		return -1;
@@ -310,7 +306,7 @@ proto_frame_parse(const uint8_t *buf, size_t len, struct proto_frame *f,
 	f->op = buf[3];
 	f->payload_len = proto_get_u32(buf + 4);
 	if ((size_t)size != len) {
-		proto_set_err(err, errlen,
+		proto_format_error(err, errlen,
 		    "frame is %zu bytes but its header declares %ld "
 		    "(8-byte header plus a %lu-byte payload)", len, size,
 		    (unsigned long)f->payload_len);
@@ -320,11 +316,11 @@ proto_frame_parse(const uint8_t *buf, size_t len, struct proto_frame *f,
 	rule = &proto_op_rules[f->op];
 	if (rule->name == NULL) {
 		if (f->op >= 0x0b && f->op <= 0x3f)
-			proto_set_err(err, errlen,
+			proto_format_error(err, errlen,
 			    "unknown opcode 0x%02x (reserved for a later "
 			    "protocol version)", f->op);
 		else
-			proto_set_err(err, errlen, "unknown opcode 0x%02x",
+			proto_format_error(err, errlen, "unknown opcode 0x%02x",
 			    f->op);
 		return -1;
 	}
@@ -334,13 +330,13 @@ proto_frame_parse(const uint8_t *buf, size_t len, struct proto_frame *f,
 	end = len;
 	while (off < end) {
 		if (f->nfields == PROTO_MAX_FIELDS) {
-			proto_set_err(err, errlen,
+			proto_format_error(err, errlen,
 			    "%s frame has more than %d fields", rule->name,
 			    PROTO_MAX_FIELDS);
 			return -1;
 		}
 		if (end - off < 4) {
-			proto_set_err(err, errlen,
+			proto_format_error(err, errlen,
 			    "%s payload ends inside the length of field %u "
 			    "(%zu of 4 bytes present)", rule->name,
 			    f->nfields, end - off);
@@ -349,7 +345,7 @@ proto_frame_parse(const uint8_t *buf, size_t len, struct proto_frame *f,
 		flen = proto_get_u32(buf + off);
 		off += 4;
 		if (flen > end - off) {
-			proto_set_err(err, errlen,
+			proto_format_error(err, errlen,
 			    "%s field %u declares %lu bytes but only %zu "
 			    "remain in the payload", rule->name, f->nfields,
 			    (unsigned long)flen, end - off);

@@ -163,6 +163,11 @@ int proto_build_reply(struct proto_buf *, uint8_t op, int32_t status,
     int32_t smtp_code, const char *enhanced, const char *message,
     const char *const *extra, size_t nextra);
 
+/* Formats a message into err, which may be NULL or errlen 0; the error
+ * convention of every module is a caller-supplied buffer like this. */
+void proto_format_error(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Returns the name of an opcode ("LOGON", ...) or "UNKNOWN". */
 const char *proto_op_name(uint8_t op);
 /* Returns a short English description of a status code. */
