@@ -3,14 +3,14 @@
  *
  * Each public call sends one request frame (SENDMAIL also streams its
  * PART, CHUNK and END frames), then reads exactly one REPLY or ERROR frame
- * and stores its status, SMTP code, enhanced code and message in the
- * session.  Local failures use the same statuses as the daemon: -1 for an
- * argument or attachment problem, -9 when the daemon connection is gone,
- * -18 when memory runs out and -99 for a protocol error.  SetSecurity and
- * GetSecurity instead return the code that their own table has for a bad
- * argument.  A lost
- * connection or a protocol error closes the session for good.  Frames that
- * carry a password or security parameters are wiped before they are freed.
+ * (STATUS reads its STATUS_ROW frames first) and stores its status, SMTP
+ * code, enhanced code and message in the session.  Local failures use the
+ * same statuses as the daemon: -1 for an argument or attachment problem,
+ * -9 when the daemon connection is gone, -18 when memory runs out and -99
+ * for a protocol error.  SetSecurity and GetSecurity instead return the
+ * code that their own table has for a bad argument.  A lost connection or
+ * a protocol error closes the session for good.  Frames that carry a
+ * password or security parameters are wiped before they are freed.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -313,21 +313,21 @@ smtpool_store_reply(smtpool_t *s, const struct proto_frame *f,
 }
 
 /*
- * Reads one REPLY or ERROR frame and returns its status.  extras receive
- * the fields from 4 on (the server text of a GET_RESPONSE reply, the
- * driver properties and runtime information of a GET_SECURITY reply).
+ * Reads and parses one frame of any opcode.  On success it returns 0, and
+ * *framep is the malloc'd frame that f points into, for the caller to wipe
+ * and free (size bytes in *sizep).  Otherwise it returns the failure status
+ * and the session is closed.
  * NOTE: there is no reply timeout, because a request may wait for a pooled
  * connection and for the SMTP server; a hung daemon blocks the caller.
  */
 static int
-smtpool_read_reply(smtpool_t *s, const struct smtpool_extra *extras,
-    size_t nextras)
+smtpool_read_frame(smtpool_t *s, struct proto_frame *f, uint8_t **framep,
+    size_t *sizep)
 {
-	uint8_t			 header[PROTO_HEADER_SIZE], *frame;
-	struct proto_frame	 f;
-	char			 why[256];
-	long			 size;
-	int			 rc, status;
+	uint8_t		 header[PROTO_HEADER_SIZE], *frame;
+	char		 why[256];
+	long		 size;
+	int		 rc;
 
 	rc = smtpool_read_full(s->fd, header, sizeof(header));
 	if (rc == 0)
@@ -369,22 +369,60 @@ smtpool_read_reply(smtpool_t *s, const struct smtpool_extra *extras,
 		    "smtpoold: %s", strerror(errnum));
 	}
 
-	if (proto_frame_parse(frame, (size_t)size, &f, why,
+	if (proto_frame_parse(frame, (size_t)size, f, why,
 	    sizeof(why)) == -1) {
 		free(frame);
 		return smtpool_bad_reply(s, why);
 	}
+	*framep = frame;
+	*sizep = (size_t)size;
+	return 0;
+}
+
+/* Wipes and frees a frame from smtpool_read_frame().  Replies carry no
+ * secrets, but wiping costs little and keeps a reply that repeats one by
+ * mistake out of freed memory. */
+static void
+smtpool_free_reply(uint8_t *frame, size_t size)
+{
+	explicit_bzero(frame, size);
+	free(frame);
+}
+
+/* Fails with -99 for a frame that is not a REPLY or ERROR. */
+static int
+smtpool_unexpected_frame(smtpool_t *s, const struct proto_frame *f,
+    const char *expected)
+{
+	char	why[256];
+
+	snprintf(why, sizeof(why), "expected %s, got %s (opcode 0x%02x)",
+	    expected, proto_op_name(f->op), f->op);
+	return smtpool_bad_reply(s, why);
+}
+
+/*
+ * Reads one REPLY or ERROR frame and returns its status.  extras receive
+ * the fields from 4 on (the server text of a GET_RESPONSE reply, the
+ * driver properties and runtime information of a GET_SECURITY reply).
+ */
+static int
+smtpool_read_reply(smtpool_t *s, const struct smtpool_extra *extras,
+    size_t nextras)
+{
+	struct proto_frame	 f;
+	uint8_t			*frame;
+	size_t			 size;
+	int			 rc, status;
+
+	if ((rc = smtpool_read_frame(s, &f, &frame, &size)) != 0)
+		return rc;
 	if (f.op != PROTO_OP_REPLY && f.op != PROTO_OP_ERROR) {
-		free(frame);
-		snprintf(why, sizeof(why), "expected REPLY or ERROR, got %s "
-		    "(opcode 0x%02x)", proto_op_name(f.op), f.op);
-		return smtpool_bad_reply(s, why);
+		smtpool_free_reply(frame, size);
+		return smtpool_unexpected_frame(s, &f, "REPLY or ERROR");
 	}
 	status = smtpool_store_reply(s, &f, extras, nextras);
-	/* Replies carry no secrets, but wiping costs little and keeps a
-	 * reply that repeats one by mistake out of freed memory. */
-	explicit_bzero(frame, (size_t)size);
-	free(frame);
+	smtpool_free_reply(frame, size);
 	return status;
 }
 
@@ -691,6 +729,176 @@ smtpool_get_security(smtpool_t *s, int index, const char *properties,
 		if (runtime_info != NULL && len2 > 0)
 			smtpool_copy_str(runtime_info, len2, info);
 	}
+	return rc;
+}
+
+/* ---- STATUS ------------------------------------------------------ */
+
+/* Decodes a STATUS_ROW frame, whose field layout proto_frame_parse() has
+ * checked, and passes it to cb unless an earlier call stopped the calls.
+ * Returns 0 or -99. */
+static int
+smtpool_status_row(smtpool_t *s, const struct proto_frame *f,
+    smtpool_status_row_cb cb, void *arg, int *stopped)
+{
+	struct smtpool_status_row	row;
+	char				conn[PROTO_MAX_CONNSTR + 1];
+	char				drivers[PROTO_MAX_MESSAGE + 1];
+
+	if (proto_field_i32(&f->fields[2], &row.idle) == -1 ||
+	    proto_field_i32(&f->fields[3], &row.busy) == -1 ||
+	    proto_field_i32(&f->fields[4], &row.opening) == -1 ||
+	    proto_field_i32(&f->fields[5], &row.waiting) == -1 ||
+	    proto_field_i64(&f->fields[6], &row.sent) == -1 ||
+	    proto_field_i64(&f->fields[7], &row.errors) == -1 ||
+	    proto_field_i64(&f->fields[8], &row.oldest_age) == -1)
+		return smtpool_bad_reply(s, "a STATUS_ROW count has the wrong "
+		    "size");
+	if (row.idle < 0 || row.busy < 0 || row.opening < 0 ||
+	    row.waiting < 0 || row.sent < 0 || row.errors < 0 ||
+	    row.oldest_age < 0)
+		return smtpool_bad_reply(s, "a STATUS_ROW count is negative");
+	if (cb == NULL || *stopped)
+		return 0;
+	smtpool_copy_field(conn, &f->fields[0], PROTO_MAX_CONNSTR);
+	smtpool_copy_field(drivers, &f->fields[1], PROTO_MAX_MESSAGE);
+	row.connection = conn;
+	row.drivers = drivers;
+	if (cb(&row, arg) != 0)
+		*stopped = 1;
+	return 0;
+}
+
+/* Returns the count of t that the total name (len bytes) fills, or NULL
+ * for a name this library does not know. */
+static int64_t *
+smtpool_status_total_slot(struct smtpool_status_totals *t, const char *name,
+    size_t len)
+{
+	const struct {
+		const char	*name;
+		int64_t		*slot;
+	} known[] = {
+		{ "sessions", &t->sessions },
+		{ "keys", &t->keys },
+		{ "idle", &t->idle },
+		{ "busy", &t->busy },
+		{ "opening", &t->opening },
+		{ "waiting", &t->waiting },
+		{ "opened", &t->opened },
+		{ "reused", &t->reused },
+		{ "sent", &t->sent },
+		{ "errors", &t->errors },
+		{ "uptime", &t->uptime },
+	};
+	size_t	i;
+
+	for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strlen(known[i].name) == len &&
+		    memcmp(known[i].name, name, len) == 0)
+			return known[i].slot;
+	return NULL;
+}
+
+/* Sets every total to "not reported". */
+static void
+smtpool_status_totals_clear(struct smtpool_status_totals *t)
+{
+	t->sessions = t->keys = t->idle = t->busy = t->opening = -1;
+	t->waiting = t->opened = t->reused = t->sent = t->errors = -1;
+	t->uptime = -1;
+	t->version[0] = '\0';
+}
+
+/* Parses the "name=value" extras of the STATUS reply into t.  Unknown
+ * names are skipped; a known count that is not a non-negative whole
+ * number is a bad reply.  Returns 0 or -99. */
+static int
+smtpool_status_totals(smtpool_t *s, const struct proto_frame *f,
+    struct smtpool_status_totals *t)
+{
+	char		 item[PROTO_MAX_SMTP_TEXT + 1];
+	char		 why[PROTO_MAX_SMTP_TEXT + 64];
+	char		*eq, *end;
+	int64_t		*slot;
+	long long	 v;
+	unsigned	 i;
+
+	for (i = 4; i < f->nfields; i++) {
+		smtpool_copy_field(item, &f->fields[i], PROTO_MAX_SMTP_TEXT);
+		if ((eq = strchr(item, '=')) == NULL)
+			continue;
+		if ((size_t)(eq - item) == 7 &&
+		    memcmp(item, "version", 7) == 0) {
+			smtpool_copy_str(t->version, sizeof(t->version),
+			    eq + 1);
+			continue;
+		}
+		if ((slot = smtpool_status_total_slot(t, item,
+		    (size_t)(eq - item))) == NULL)
+			continue;
+		errno = 0;
+		v = strtoll(eq + 1, &end, 10);
+		if (eq[1] < '0' || eq[1] > '9' || *end != '\0' ||
+		    errno != 0) {
+			snprintf(why, sizeof(why), "STATUS total \"%s\" is "
+			    "not a whole number", item);
+			return smtpool_bad_reply(s, why);
+		}
+		*slot = v;
+	}
+	return 0;
+}
+
+int
+smtpool_status(smtpool_t *s, smtpool_status_row_cb cb, void *arg,
+    struct smtpool_status_totals *totals)
+{
+	struct smtpool_status_totals	 t;
+	struct proto_buf		 b;
+	struct proto_frame		 f;
+	uint8_t				*frame;
+	size_t				 size;
+	int				 rc, stopped = 0;
+
+	if (totals != NULL)
+		smtpool_status_totals_clear(totals);
+	if (s == NULL)
+		return SMTPOOL_STATUS_INVALID_ARGUMENT;
+	if ((rc = smtpool_begin(s)) != 0)
+		return rc;
+
+	proto_buf_begin(&b, PROTO_OP_STATUS);
+	if ((rc = smtpool_send_frame(s, &b, PROTO_OP_STATUS)) != 0)
+		return rc;
+
+	/* STATUS_ROW frames come first, one per pool key, so the loop ends
+	 * with the daemon's REPLY or ERROR. */
+	for (;;) {
+		if ((rc = smtpool_read_frame(s, &f, &frame, &size)) != 0)
+			return rc;
+		if (f.op != PROTO_OP_STATUS_ROW)
+			break;
+		rc = smtpool_status_row(s, &f, cb, arg, &stopped);
+		smtpool_free_reply(frame, size);
+		if (rc != 0)
+			return rc;
+	}
+	if (f.op != PROTO_OP_REPLY && f.op != PROTO_OP_ERROR) {
+		smtpool_free_reply(frame, size);
+		return smtpool_unexpected_frame(s, &f,
+		    "STATUS_ROW, REPLY or ERROR");
+	}
+
+	smtpool_status_totals_clear(&t);
+	rc = 0;
+	if (f.op == PROTO_OP_REPLY)
+		rc = smtpool_status_totals(s, &f, &t);
+	if (rc == 0)
+		rc = smtpool_store_reply(s, &f, NULL, 0);
+	smtpool_free_reply(frame, size);
+	if (rc == SMTPOOL_STATUS_OK && totals != NULL)
+		*totals = t;
 	return rc;
 }
 

@@ -266,6 +266,64 @@ int		 smtpool_get_security(smtpool_t *, int index,
 		    const char *properties, char *driver_properties,
 		    size_t len1, char *runtime_info, size_t len2);
 
+/* One pool key of the daemon, as smtpool_status() reports it.  The
+ * strings are valid only during the callback. */
+struct smtpool_status_row {
+	const char	*connection;	/* normalized connection string,
+					 * e.g. "TLS:smtp.example.com+465" */
+	/* Security drivers with their USE flags, never their parameters,
+	 * e.g. "UStartTLSSMTP/MAND+UAuthLoginSMTP/MAND"; "" for none. */
+	const char	*drivers;
+	int32_t		 idle;		/* connections free for a request */
+	int32_t		 busy;		/* connections serving a session */
+	int32_t		 opening;	/* connections being set up */
+	int32_t		 waiting;	/* requests waiting for a connection */
+	int64_t		 sent;		/* messages sent since start */
+	int64_t		 errors;	/* errors since start */
+	int64_t		 oldest_age;	/* age of the oldest connection in
+					 * seconds, 0 when there is none */
+};
+
+/* Called once per pool key.  A nonzero return stops the calls for the
+ * remaining keys; smtpool_status() still reads them and the reply. */
+typedef int (*smtpool_status_row_cb)(const struct smtpool_status_row *row,
+    void *arg);
+
+/* Room for the daemon's version string, NUL included. */
+#define SMTPOOL_STATUS_VERSION_SIZE	64
+
+/*
+ * Daemon totals, as smtpool_status() reports them.  A count is -1 when
+ * the daemon did not report it, and version is "" then.
+ */
+struct smtpool_status_totals {
+	int64_t	sessions;	/* client sessions open now */
+	int64_t	keys;		/* pool keys */
+	int64_t	idle;		/* connections over all keys, by state */
+	int64_t	busy;
+	int64_t	opening;
+	int64_t	waiting;	/* requests waiting for a connection */
+	int64_t	opened;		/* upstream connections opened since start */
+	int64_t	reused;		/* times a pooled connection was reused */
+	int64_t	sent;		/* messages sent since start */
+	int64_t	errors;		/* errors since start */
+	int64_t	uptime;		/* seconds since the daemon started */
+	char	version[SMTPOOL_STATUS_VERSION_SIZE];
+};
+
+/*
+ * Pool status: requests one row per pool key and the daemon totals.
+ * cb (may be NULL) is called with each row, in the daemon's order, before
+ * smtpool_status() returns.  totals (may be NULL) receives the daemon
+ * totals on status 0.  Totals the daemon names but this library does not
+ * know are ignored, so a newer daemon can add more.  Returns 0, -9 when the
+ * daemon connection is lost, -18 when memory runs out, or -99 for an
+ * ERROR frame or a malformed row or total (the session is closed then).
+ * The session's logon state is not affected.
+ */
+int		 smtpool_status(smtpool_t *, smtpool_status_row_cb cb,
+		    void *arg, struct smtpool_status_totals *totals);
+
 /* SMTP reply code behind the last status, 0 when none. */
 int		 smtpool_last_smtp_code(const smtpool_t *);
 /* Enhanced status code of that reply ("5.1.1"), or "". */

@@ -5,7 +5,7 @@ integration tests can check the daemon against the document rather than
 against the C client library.
 
 High-level methods (logon, logoff, sendmail, get_response, set_security,
-get_security) return a Reply.
+get_security) return a Reply; status() returns the pool rows and totals.
 The low-level methods (send_frame, send_raw, read_reply) let tests send
 broken frames. The client checks no limits itself, so a test can send
 over-long fields and see what the daemon does with them.
@@ -31,8 +31,10 @@ OP_END = 0x06
 OP_GET_RESPONSE = 0x07
 OP_SET_SECURITY = 0x08
 OP_GET_SECURITY = 0x09
+OP_STATUS = 0x0a
 OP_REPLY = 0x80
 OP_ERROR = 0x81
+OP_STATUS_ROW = 0x82
 
 # Limits in bytes; a frame over any of them is a protocol error.
 MAX_PAYLOAD = 128 * 1024
@@ -102,8 +104,27 @@ class ProtocolError(Exception):
 
 
 @dataclass(frozen=True)
+class StatusRow:
+    """One STATUS_ROW frame: the counts of one pool key."""
+
+    connection: str
+    drivers: str  # "UStartTLSSMTP/MAND+UAuthLoginSMTP/MAND", "" for none
+    idle: int
+    busy: int
+    opening: int
+    waiting: int
+    sent: int
+    errors: int
+    oldest_age: int  # seconds
+
+
+@dataclass(frozen=True)
 class Reply:
-    """One REPLY or ERROR frame from the daemon."""
+    """One REPLY or ERROR frame from the daemon.
+
+    rows contains the STATUS_ROW frames that came before it, which only
+    the reply to STATUS has.
+    """
 
     status: int
     smtp_code: int
@@ -111,6 +132,7 @@ class Reply:
     message: str
     extras: List[str] = field(default_factory=list)
     op: int = OP_REPLY
+    rows: List[StatusRow] = field(default_factory=list)
 
     @property
     def is_error(self) -> bool:
@@ -187,6 +209,36 @@ def decode_reply(op: int, payload: bytes) -> Reply:
                  message=text(fields[3]),
                  extras=[text(extra) for extra in fields[4:]],
                  op=op)
+
+
+def decode_status_row(payload: bytes) -> StatusRow:
+    """Decode the payload of a STATUS_ROW frame: 2 texts, 4 int32 counts
+    and 3 int64 counts."""
+    fields = decode_fields(payload)
+    if len(fields) != 9:
+        raise ProtocolError("STATUS_ROW has %d fields, expected 9"
+                            % len(fields))
+    sizes = [4, 4, 4, 4, 8, 8, 8]
+    for index, size in enumerate(sizes, start=2):
+        if len(fields[index]) != size:
+            raise ProtocolError("STATUS_ROW field %d is %d bytes, expected "
+                                "%d" % (index, len(fields[index]), size))
+    counts = [struct.unpack(">i" if size == 4 else ">q", fields[index])[0]
+              for index, size in enumerate(sizes, start=2)]
+    return StatusRow(fields[0].decode("utf-8", errors="replace"),
+                     fields[1].decode("utf-8", errors="replace"), *counts)
+
+
+def parse_totals(extras: Sequence[str]) -> dict:
+    """Turn the name=value extras of the STATUS reply into a dict; values
+    made of digits become int, others stay str."""
+    totals = {}
+    for extra in extras:
+        name, sep, value = extra.partition("=")
+        if not sep:
+            raise ProtocolError("STATUS total %r has no '='" % extra)
+        totals[name] = int(value) if value.isdigit() else value
+    return totals
 
 
 def default_socket_path() -> str:
@@ -290,11 +342,11 @@ class Client:
             data += piece
         return bytes(data)
 
-    def read_reply(self) -> Reply:
-        """Read one REPLY or ERROR frame.
+    def read_frame(self) -> Tuple[int, bytes]:
+        """Read one frame of any opcode; return (opcode, payload).
 
-        Raises ConnectionClosed on end-of-file and ProtocolError on a frame
-        that breaks the protocol.
+        Raises ConnectionClosed on end-of-file and ProtocolError on a bad
+        header.
         """
         header = self._read_exactly(HEADER_SIZE, "a reply header")
         if header[0:2] != MAGIC:
@@ -307,7 +359,29 @@ class Client:
             raise ProtocolError("reply payload of %d bytes is over %d"
                                 % (length, MAX_PAYLOAD))
         payload = self._read_exactly(length, "a reply payload")
-        return decode_reply(header[3], payload)
+        return header[3], payload
+
+    def read_reply(self, max_rows: int = 100000) -> Reply:
+        """Read one REPLY or ERROR frame.
+
+        STATUS_ROW frames before it are decoded into the reply's rows, at
+        most max_rows of them. Raises ConnectionClosed on end-of-file and
+        ProtocolError on a frame that breaks the protocol.
+        """
+        rows = []
+        while True:
+            op, payload = self.read_frame()
+            if op != OP_STATUS_ROW:
+                break
+            if len(rows) == max_rows:
+                raise ProtocolError("more than %d STATUS_ROW frames"
+                                    % max_rows)
+            rows.append(decode_status_row(payload))
+        reply = decode_reply(op, payload)
+        if rows:
+            reply = Reply(reply.status, reply.smtp_code, reply.enhanced,
+                          reply.message, reply.extras, reply.op, rows)
+        return reply
 
     def request(self, op: int, fields: Sequence[FieldValue] = ()) -> Reply:
         """Send one request frame and read its reply."""
@@ -344,6 +418,18 @@ class Client:
         information ("INUSE=TRUE" or "INUSE=FALSE").
         """
         return self.request(OP_GET_SECURITY, [i32(index), properties])
+
+    def status(self) -> Tuple[List[StatusRow], dict]:
+        """STATUS: return (rows, totals) of the daemon's pool.
+
+        totals maps each name=value extra of the reply to its value
+        (sessions, keys, ..., uptime as int, version as str). Raises
+        ProtocolError when the reply is not status 0.
+        """
+        reply = self.request(OP_STATUS)
+        if reply.status != STATUS_OK or reply.is_error:
+            raise ProtocolError("STATUS failed: %r" % (reply,))
+        return reply.rows, parse_totals(reply.extras)
 
     def sendmail(self, server: str, headers: str,
                  text: Union[str, bytes, None],

@@ -612,8 +612,8 @@ class StatusCommandTest(PoolStatusTest):
             else:
                 self.assertRegex(line, sample)
         label = 'key="%s"' % key
-        self.assertRegex(text, r'(?m)^smtpool_messages_sent_total\{%s\} 2$'
-                         % re.escape(label))
+        self.assertRegex(text, r'(?m)^smtpool_messages_sent_total\{'
+                         r'(?=[^}]*%s)[^}]*\} 2$' % re.escape(label))
         self.assertRegex(text, r'(?m)^smtpool_connections\{(?=[^}]*%s)'
                          r'(?=[^}]*state="idle")[^}]*\} 1$'
                          % re.escape(label))
