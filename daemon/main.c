@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "tlsctx.h"
 #include "server.h"
 
 /* Read when no -c is given and the file exists; meson sets it from the
@@ -105,6 +106,17 @@ main(int argc, char *argv[])
 		return EX_CONFIG;
 	}
 	if (check_only) {
+		struct tlsctx_set	*tls;
+
+		/* Building the TLS contexts loads every certificate and key
+		 * file, as a real start does. */
+		tls = tlsctx_set_new(cfg, err, sizeof(err));
+		if (tls == NULL) {
+			fprintf(stderr, "smtpoold: %s\n", err);
+			config_free(cfg);
+			return EX_CONFIG;
+		}
+		tlsctx_set_free(tls);
 		config_free(cfg);
 		printf("smtpoold: configuration %s is valid\n",
 		    config_path != NULL ? config_path : "(built-in defaults)");

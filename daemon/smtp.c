@@ -2290,12 +2290,17 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 		    "connection closed by %s", conn->peer);
 		return;
 	}
+	/* With TLS 1.3 the server checks a client certificate after the
+	 * client considers the handshake done, so its rejection arrives as
+	 * an alert on the first read.  Before the connection is ready that
+	 * is a security context that could not be established. */
 	if (conn->ssl != NULL &&
 	    (sslerr = bufferevent_get_openssl_error(conn->bev)) != 0 &&
 	    ERR_reason_error_string(sslerr) != NULL)
-		smtp_fail_conn(conn, SMTP_NETWORK, NULL,
-		    "TLS connection to %s failed: %s", conn->peer,
-		    ERR_reason_error_string(sslerr));
+		smtp_fail_conn(conn, conn->open_pending &&
+		    ERR_GET_LIB(sslerr) == ERR_LIB_SSL ? SMTP_SECURITY :
+		    SMTP_NETWORK, NULL, "TLS connection to %s failed: %s",
+		    conn->peer, ERR_reason_error_string(sslerr));
 	else
 		smtp_fail_conn(conn, SMTP_NETWORK, NULL,
 		    "connection to %s failed: %s", conn->peer,

@@ -151,10 +151,13 @@ tlsctx_setup_client_cert(SSL_CTX *ctx, const struct tls_profile *prof,
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, prof->client_key,
 	    SSL_FILETYPE_PEM) != 1) {
+		/* OpenSSL checks the key against the certificate while
+		 * loading it, so a mismatch is reported here too. */
 		proto_format_error(err, errlen, "TLS profile '%s': cannot load "
-		    "client_key '%s': %s; it must be an unencrypted PEM key",
-		    prof->name, prof->client_key,
-		    tlsctx_openssl_reason(reason, sizeof(reason)));
+		    "client_key '%s': %s; it must be the unencrypted PEM key "
+		    "of client_certificate '%s'", prof->name, prof->client_key,
+		    tlsctx_openssl_reason(reason, sizeof(reason)),
+		    prof->client_certificate);
 		return -1;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
