@@ -82,7 +82,21 @@ struct smtpool {
 	/* Why the session closed, repeated by every later call; shorter
 	 * than message so the repetition fits with its explanation. */
 	char	closed_reason[SMTPOOL_MESSAGE_SIZE - 128];
+
+	/* SENDMAIL, PART and CHUNK frames wait here and go out together with
+	 * END, or when SMTPOOL_OUT_FLUSH bytes have gathered, so a small
+	 * message costs one send(2) instead of one per frame. */
+	uint8_t	*out;
+	size_t	 outlen;
+	size_t	 outcap;
+	/* Bytes read from the daemon but not used yet; a reply usually
+	 * arrives whole, header and payload in one read(2). */
+	uint8_t	 in[4096];
+	size_t	 in_start;
+	size_t	 in_end;
 };
+
+#define SMTPOOL_OUT_FLUSH	(64 * 1024)
 
 /* Source of the SENDMAIL body: a buffer, a descriptor or none. */
 struct smtpool_text {
@@ -154,6 +168,9 @@ smtpool_shut(smtpool_t *s)
 		close(s->fd);
 		s->fd = -1;
 	}
+	/* Frames not sent yet belong to a request that cannot finish. */
+	s->outlen = 0;
+	s->in_start = s->in_end = 0;
 	smtpool_copy_str(s->closed_reason, sizeof(s->closed_reason),
 	    s->message);
 }
@@ -226,16 +243,35 @@ smtpool_write_all(smtpool_t *s, const uint8_t *buf, size_t len)
 	return 0;
 }
 
-/* Reads exactly len bytes.  Returns 1, 0 on end of file before the first
- * byte, or -1 with errno set (ECONNRESET for end of file in the middle). */
+/* Reads exactly len bytes, through the session's input buffer.  Returns
+ * 1, 0 on end of file before the first byte, or -1 with errno set
+ * (ECONNRESET for end of file in the middle). */
 static int
-smtpool_read_full(int fd, uint8_t *buf, size_t len)
+smtpool_read_full(smtpool_t *s, uint8_t *buf, size_t len)
 {
-	size_t	got = 0;
+	size_t	got = 0, take;
 	ssize_t	n;
+	int	direct;
 
 	while (got < len) {
-		n = read(fd, buf + got, len - got);
+		if (s->in_start < s->in_end) {
+			take = s->in_end - s->in_start;
+			if (take > len - got)
+				take = len - got;
+			memcpy(buf + got, s->in + s->in_start, take);
+			s->in_start += take;
+			got += take;
+			continue;
+		}
+		/* A large remainder goes straight into buf. */
+		direct = len - got >= sizeof(s->in);
+		if (direct) {
+			n = read(s->fd, buf + got, len - got);
+		} else {
+			n = read(s->fd, s->in, sizeof(s->in));
+			s->in_start = 0;
+			s->in_end = n > 0 ? (size_t)n : 0;
+		}
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
@@ -247,7 +283,8 @@ smtpool_read_full(int fd, uint8_t *buf, size_t len)
 			errno = ECONNRESET;
 			return -1;
 		}
-		got += (size_t)n;
+		if (direct)
+			got += (size_t)n;
 	}
 	return 1;
 }
@@ -329,7 +366,7 @@ smtpool_read_frame(smtpool_t *s, struct proto_frame *f, uint8_t **framep,
 	long		 size;
 	int		 rc;
 
-	rc = smtpool_read_full(s->fd, header, sizeof(header));
+	rc = smtpool_read_full(s, header, sizeof(header));
 	if (rc == 0)
 		return smtpool_lost(s, ECONNRESET, "smtpoold closed the "
 		    "connection without replying; see its log");
@@ -359,7 +396,7 @@ smtpool_read_frame(smtpool_t *s, struct proto_frame *f, uint8_t **framep,
 		return SMTPOOL_STATUS_NO_MEMORY;
 	}
 	memcpy(frame, header, sizeof(header));
-	rc = smtpool_read_full(s->fd, frame + PROTO_HEADER_SIZE,
+	rc = smtpool_read_full(s, frame + PROTO_HEADER_SIZE,
 	    (size_t)size - PROTO_HEADER_SIZE);
 	if (rc != 1) {
 		int errnum = rc == 0 ? ECONNRESET : errno;
@@ -445,6 +482,40 @@ smtpool_write_failed(smtpool_t *s, int errnum)
 	    strerror(errnum));
 }
 
+/* Appends a built frame to the output queue.  Returns 0 or -1 (ENOMEM). */
+static int
+smtpool_queue(smtpool_t *s, const uint8_t *data, size_t len)
+{
+	uint8_t	*grown;
+	size_t	 cap;
+
+	if (s->outlen + len > s->outcap) {
+		cap = s->outcap != 0 ? s->outcap : 8192;
+		while (cap < s->outlen + len)
+			cap *= 2;
+		if ((grown = realloc(s->out, cap)) == NULL)
+			return -1;
+		s->out = grown;
+		s->outcap = cap;
+	}
+	memcpy(s->out + s->outlen, data, len);
+	s->outlen += len;
+	return 0;
+}
+
+/* Writes the output queue.  Returns 0, or -1 with errno set. */
+static int
+smtpool_flush(smtpool_t *s)
+{
+	int	rc;
+
+	if (s->outlen == 0)
+		return 0;
+	rc = smtpool_write_all(s, s->out, s->outlen);
+	s->outlen = 0;
+	return rc;
+}
+
 /* Wipes and frees a frame buffer that may contain a secret: LOGON has a
  * password field and SET_SECURITY parameters carry passwords and tokens.
  * free() alone would hand the bytes back to the allocator as they are. */
@@ -470,9 +541,28 @@ smtpool_send_frame(smtpool_t *s, struct proto_buf *b, uint8_t op)
 		return smtpool_fail(s, SMTPOOL_STATUS_NO_MEMORY, ENOMEM,
 		    "out of memory while building a request");
 	}
-	rc = smtpool_write_all(s, b->data, b->len);
+	/* Body frames are queued; END, and every other request, sends
+	 * what is queued and then itself. */
+	if (op == PROTO_OP_SENDMAIL || op == PROTO_OP_PART ||
+	    op == PROTO_OP_CHUNK || op == PROTO_OP_END) {
+		if (smtpool_queue(s, b->data, b->len) == -1) {
+			smtpool_free_frame(b, op);
+			return smtpool_fail(s, SMTPOOL_STATUS_NO_MEMORY, ENOMEM,
+			    "out of memory while queueing a request");
+		}
+		smtpool_free_frame(b, op);
+		if (op != PROTO_OP_END && s->outlen < SMTPOOL_OUT_FLUSH)
+			return 0;
+		rc = smtpool_flush(s);
+	} else {
+		rc = smtpool_flush(s);
+		if (rc == 0)
+			rc = smtpool_write_all(s, b->data, b->len);
+		errnum = errno;
+		smtpool_free_frame(b, op);
+		errno = errnum;
+	}
 	errnum = errno;
-	smtpool_free_frame(b, op);
 	if (rc == -1)
 		return smtpool_write_failed(s, errnum);
 	return 0;
@@ -573,6 +663,7 @@ smtpool_close(smtpool_t *s)
 		return;
 	if (s->fd != -1)
 		close(s->fd);
+	free(s->out);
 	/* The last message stays in the session; see smtpool_read_reply(). */
 	explicit_bzero(s, sizeof(*s));
 	free(s);
