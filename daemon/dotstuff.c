@@ -8,6 +8,8 @@
  * function has an error case: both only copy bytes into the caller's
  * buffer.
  */
+#include <string.h>
+
 #include "dotstuff.h"
 
 void
@@ -20,10 +22,23 @@ dotstuff_init(struct dotstuff *ds)
 size_t
 dotstuff_encode(struct dotstuff *ds, const char *in, size_t len, char *out)
 {
-	size_t	 i, o = 0;
+	size_t	 i, o = 0, run;
 	char	 c;
 
 	for (i = 0; i < len; i++) {
+		/* Inside a line, bytes other than CR and LF are copied as a
+		 * run: the per-byte rules below apply only at line starts and
+		 * line breaks. */
+		if (!ds->pending_cr && !ds->line_start) {
+			for (run = i; run < len && in[run] != '\r' &&
+			    in[run] != '\n'; run++)
+				;
+			memcpy(out + o, in + i, run - i);
+			o += run - i;
+			i = run;
+			if (i == len)
+				break;
+		}
 		c = in[i];
 
 		/* A CR waits for the next byte: CR LF is one line break,

@@ -331,11 +331,27 @@ void
 mime_text_stats_add(struct mime_text_stats *s, const void *data, size_t len)
 {
 	const unsigned char *p = data;
-	size_t i;
+	size_t i, run;
 
 	s->bytes += len;
 	for (i = 0; i < len; i++) {
-		unsigned char c = p[i];
+		unsigned char c;
+
+		/* Ordinary bytes in the middle of a line only extend it. */
+		if (!s->last_cr) {
+			for (run = i; run < len && p[run] != '\r' &&
+			    p[run] != '\n'; run++) {
+				if (p[run] == 0)
+					s->has_nul = 1;
+				else if (p[run] >= 0x80)
+					s->has_8bit = 1;
+			}
+			s->cur_line += run - i;
+			i = run;
+			if (i == len)
+				break;
+		}
+		c = p[i];
 
 		if (s->last_cr) {
 			s->last_cr = 0;
