@@ -5,8 +5,8 @@
  * Each key has an entry with its connections (opening, idle or busy) and
  * a FIFO of waiting requests.  pool_entry_dispatch() is the single place
  * that matches waiting requests with idle connections or opens new ones
- * within the per-key limit; pool_conn_reusable() is the single place that
- * decides whether a connection may serve another transaction.
+ * within the per-key limit.  pool_conn_reusable() is the single place
+ * that decides whether a connection may serve another transaction.
  *
  * Requests are answered from a zero-delay event, so a session never sees
  * its callback run inside its own call to pool_acquire().
@@ -58,7 +58,7 @@ struct pool_wait {
 	struct pool_conn	*opening;	/* connection opened for it */
 	struct event		*timeout;
 	struct event		*deliver;
-	/* What the delivery event hands over. */
+	/* The answer the delivery event hands over. */
 	struct smtp_conn	*result_conn;
 	struct smtp_result	 result;
 	int			 has_result;

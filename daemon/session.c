@@ -44,7 +44,7 @@
 #include "session.h"
 #include "smtp.h"
 
-/* What the session is doing between frames. */
+/* The session's activity between frames. */
 enum session_op {
 	SESSION_OP_NONE,	/* waiting for a request */
 	SESSION_OP_BODY,	/* inside SENDMAIL, reading body frames */
