@@ -21,6 +21,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
@@ -274,6 +275,23 @@ connstr_store_profile(const char *input, const char *p,
 	return 0;
 }
 
+/* Returns 1 when p starts with three letters and a ':' that is not
+ * followed by a profile-like rest alone, as in "FOO:host": a connector
+ * that is neither TCP nor TLS, rather than a host with a TLS profile. */
+static int
+connstr_looks_like_connector(const char *p)
+{
+	size_t	i;
+
+	for (i = 0; i < 3; i++) {
+		if (!isalpha((unsigned char)p[i]))
+			return 0;
+	}
+	/* "mx1:..." could be a host with a profile; only a rest that
+	 * contains a host separator ('.', '[' or '+') reads as a host. */
+	return p[3] == ':' && strpbrk(p + 4, ".[+") != NULL;
+}
+
 int
 connstr_parse(const char *s, struct connstr *out, char *err, size_t errlen)
 {
@@ -316,6 +334,10 @@ connstr_parse(const char *s, struct connstr *out, char *err, size_t errlen)
 	else if (strncasecmp(p, "TLS:", 4) == 0) {
 		out->connector = CONNSTR_TLS;
 		p += 4;
+	} else if (connstr_looks_like_connector(p)) {
+		connstr_fail(err, errlen, s, "unknown connector \"%.3s\"; "
+		    "use TCP or TLS", p);
+		return -1;
 	}
 
 	/* The host. */

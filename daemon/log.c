@@ -315,3 +315,24 @@ log_hook_libevent(void)
 {
 	event_set_log_callback(log_libevent_cb);
 }
+
+const char *
+log_quote(const char *s, char *buf, size_t len)
+{
+	size_t	i;
+
+	if (len == 0)
+		return "";
+	for (i = 0; s != NULL && s[i] != '\0' && i + 1 < len; i++) {
+		unsigned char	c = (unsigned char)s[i];
+
+		if (c == '"' || c == '\\')
+			buf[i] = '\'';
+		else if (c < 0x20 || c >= 0x7f)
+			buf[i] = '?';
+		else
+			buf[i] = (char)c;
+	}
+	buf[i] = '\0';
+	return buf;
+}

@@ -11,6 +11,7 @@
 #ifndef SMTPOOL_LOG_H
 #define SMTPOOL_LOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* syslog(3) priorities, as sd-daemon(3) prefixes expect. */
@@ -32,6 +33,13 @@ int log_level_from_name(const char *name);
 void log_event(int level, uint64_t session, const char *peer,
     const char *event, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+
+/* Copies s into buf for a quoted log value: '"' and '\\' become '\'',
+ * control and non-ASCII bytes '?', cut to fit.  Returns buf. */
+const char *log_quote(const char *s, char *buf, size_t len);
+/* log_quote() into a buffer that lives until the end of the statement,
+ * for use as a log_event() argument. */
+#define LOG_QUOTED(s)	log_quote((s), (char[1024]){ 0 }, 1024)
 
 /* Writes out a pending "repeated=N" count; called at exit. */
 void log_flush(void);

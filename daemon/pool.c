@@ -249,11 +249,21 @@ pool_wait_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 	memset(&failure, 0, sizeof(failure));
 	failure.outcome = SMTP_NETWORK;
-	snprintf(failure.detail, sizeof(failure.detail),
-	    "no connection to %.160s became free within %u seconds "
-	    "(pool.max_connections_per_key is %u)",
-	    entry->key.text, seconds,
-	    pool_config(w->pool)->pool.max_per_key);
+	if (w->opening != NULL)
+		/* The pool was not full: the server is slow to accept,
+		 * greet or authenticate the connection opened for this
+		 * request. */
+		snprintf(failure.detail, sizeof(failure.detail),
+		    "the connection opened to %.120s was not ready within "
+		    "%u seconds (pool.wait_timeout); it is still in state "
+		    "%s", entry->key.text, seconds,
+		    smtp_state_name(smtp_get_state(w->opening->conn)));
+	else
+		snprintf(failure.detail, sizeof(failure.detail),
+		    "no connection to %.160s became free within %u seconds "
+		    "(pool.max_connections_per_key is %u)",
+		    entry->key.text, seconds,
+		    pool_config(w->pool)->pool.max_per_key);
 	log_event(LOG_LEVEL_WARNING, w->session, "-", "pool.wait-timeout",
 	    "key=%s seconds=%u", entry->key.text, seconds);
 
@@ -386,7 +396,7 @@ pool_conn_close(struct pool_conn *pc, int send_quit, const char *reason)
 
 	log_event(LOG_LEVEL_INFO, smtp_id(pc->conn), smtp_peer(pc->conn),
 	    "pool.close", "key=%s reason=\"%s\" messages=%u", entry->key.text,
-	    reason, smtp_messages_sent(pc->conn));
+	    LOG_QUOTED(reason), smtp_messages_sent(pc->conn));
 	TAILQ_REMOVE(&entry->conns, pc, link);
 	entry->nconns--;
 	if (pc->idle_timer != NULL)

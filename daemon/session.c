@@ -149,7 +149,7 @@ session_drop(struct session *s, const char *reason)
 		return;
 	s->client_gone = 1;
 	log_event(LOG_LEVEL_DEBUG, s->id, s->peer, "session.drop",
-	    "reason=\"%s\"", reason);
+	    "reason=\"%s\"", LOG_QUOTED(reason));
 	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 	/* A request still waiting for the pool is withdrawn; a running
 	 * transaction finishes and then releases its connection. */
@@ -237,7 +237,7 @@ static void
 session_protocol_error(struct session *s, const char *detail)
 {
 	log_event(LOG_LEVEL_WARNING, s->id, s->peer, "session.protocol-error",
-	    "detail=\"%s\"", detail);
+	    "detail=\"%s\"", LOG_QUOTED(detail));
 	session_write_frame(s, PROTO_OP_ERROR, PROTO_STATUS_PROTOCOL_ERROR, 0,
 	    "", detail, NULL, 0);
 	s->close_after_write = 1;
@@ -405,7 +405,7 @@ session_logon_acquired_cb(struct smtp_conn *conn,
 	session_describe(failure, message, sizeof(message));
 	log_event(LOG_LEVEL_NOTICE, s->id, s->peer, "session.logon",
 	    "key=%s status=%d detail=\"%s\"", s->pending_key.text, status,
-	    message);
+	    LOG_QUOTED(message));
 	session_reply(s, status, "%s", message);
 	session_request_done(s);
 }
@@ -443,7 +443,8 @@ session_logon(struct session *s, const struct proto_frame *f)
 
 		snprintf(err, sizeof(err), "%s", message);
 		log_event(LOG_LEVEL_NOTICE, s->id, s->peer, "session.logon",
-		    "status=%d detail=\"%s\"", PROTO_STATUS_SECURITY, err);
+		    "status=%d detail=\"%s\"", PROTO_STATUS_SECURITY,
+		    LOG_QUOTED(err));
 		s->security_spent = 1;
 		session_reply(s, PROTO_STATUS_SECURITY, "invalid security "
 		    "driver parameters: %s", err);
@@ -453,7 +454,8 @@ session_logon(struct session *s, const struct proto_frame *f)
 	if (session_key_from(s, conn, &s->pending_key, message,
 	    sizeof(message)) == -1) {
 		log_event(LOG_LEVEL_NOTICE, s->id, s->peer, "session.logon",
-		    "status=%d detail=\"%s\"", PROTO_STATUS_NETWORK, message);
+		    "status=%d detail=\"%s\"", PROTO_STATUS_NETWORK,
+		    LOG_QUOTED(message));
 		session_reply(s, PROTO_STATUS_NETWORK, "%s", message);
 		free(conn);
 		return;
@@ -863,7 +865,7 @@ session_sendmail_end(struct session *s)
 	if (s->send.status != 0) {
 		log_event(LOG_LEVEL_NOTICE, s->id, s->peer, "session.sendmail",
 		    "status=%d detail=\"%s\"", s->send.status,
-		    s->send.message);
+		    LOG_QUOTED(s->send.message));
 		session_reply(s, s->send.status, "%s", s->send.message);
 		session_send_reset(s);
 		s->op = SESSION_OP_NONE;
@@ -880,7 +882,7 @@ session_send_finish(struct session *s, int status, const char *message)
 {
 	log_event(LOG_LEVEL_INFO, s->id, s->peer, "session.sendmail",
 	    "key=%s status=%d recipients=%zu detail=\"%s\"", s->send.key.text,
-	    status, mail_rcpt_count(s->send.mail), message);
+	    status, mail_rcpt_count(s->send.mail), LOG_QUOTED(message));
 	session_reply(s, status, "%s", message);
 	session_send_reset(s);
 	session_request_done(s);
@@ -902,7 +904,8 @@ session_send_done_cb(struct smtp_conn *conn, const struct smtp_result *r,
 	    !s->client_gone) {
 		log_event(LOG_LEVEL_NOTICE, s->id, smtp_peer(conn),
 		    "session.retry", "key=%s state=%s detail=\"%s\"",
-		    s->send.key.text, smtp_state_name(r->state), r->detail);
+		    s->send.key.text, smtp_state_name(r->state),
+		    LOG_QUOTED(r->detail));
 		pool_release(s->server->pool, conn, 0);
 		s->send.retried = 1;
 		mail_rcpt_reset(s->send.mail);

@@ -629,7 +629,7 @@ static const struct {
 	{ PROTO_STATUS_OK, "success" },
 	{ PROTO_STATUS_INVALID_ARGUMENT, "invalid argument" },
 	{ PROTO_STATUS_INVALID_ADDRESS,
-	    "invalid address, credentials given, or all recipients refused" },
+	    "invalid address or argument, or all recipients refused" },
 	{ PROTO_STATUS_ALREADY_LOGGED_ON, "already logged on" },
 	{ PROTO_STATUS_TOO_LARGE, "message too large" },
 	{ PROTO_STATUS_NO_DRIVER,

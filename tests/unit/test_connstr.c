@@ -40,7 +40,7 @@ static const struct {
 	/* Connector and profile errors. */
 	{ "smtp.example.com:corp", NULL, "only allowed with the TLS" },
 	{ "TCP:smtp.example.com:corp", NULL, "write TLS: in front" },
-	{ "SSL:smtp.example.com", NULL, "only allowed with the TLS" },
+	{ "SSL:smtp.example.com", NULL, "unknown connector \"SSL\"" },
 	{ "TLS:mail:", NULL, "the profile after ':' is empty" },
 	{ "TLS:mail:a/b", NULL, "profile name contains a character" },
 	{ "TLS:mail:corp+25", NULL, "the port goes before the profile" },
