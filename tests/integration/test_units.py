@@ -336,9 +336,21 @@ class ManPageTest(unittest.TestCase):
         self.assertIsNotNone(example, "EXAMPLE section with a code block")
         folder = tempfile.mkdtemp(prefix="spu-")
         self.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+        # smtpoold -t loads the certificate files the example names, so
+        # they are made here and the example points at them.
+        yaml_text = example.group(1)
+        for name in sorted(set(re.findall(r"/etc/smtpool/([\w.-]+\.pem)",
+                                          yaml_text))):
+            cert = os.path.join(folder, name)
+            made = run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
+                        "-nodes", "-subj", "/CN=smtpool example CA",
+                        "-days", "2", "-keyout",
+                        os.path.join(folder, name + ".key"), "-out", cert])
+            self.assertEqual(made.returncode, 0, made.stderr)
+            yaml_text = yaml_text.replace("/etc/smtpool/" + name, cert)
         path = os.path.join(folder, "example.yaml")
         with open(path, "w", encoding="utf-8") as f:
-            f.write(example.group(1))
+            f.write(yaml_text)
         result = run([daemon_path(), "-t", "-c", path])
         self.assertEqual(result.returncode, 0, result.stderr)
 
