@@ -94,29 +94,6 @@ static void smtp_read_input(struct smtp_conn *);
 
 /* --- small helpers ------------------------------------------------------ */
 
-/* Copies s into buf for a quoted log value: '"' and '\' become '\'', other
- * control and non-ASCII bytes become '?'. */
-const char *
-smtp_log_quote(const char *s, char *buf, size_t len)
-{
-	size_t i;
-
-	if (len == 0)
-		return "";
-	for (i = 0; s != NULL && s[i] != '\0' && i + 1 < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c == '"' || c == '\\')
-			buf[i] = '\'';
-		else if (c < 0x20 || c >= 0x7f)
-			buf[i] = '?';
-		else
-			buf[i] = (char)c;
-	}
-	buf[i] = '\0';
-	return buf;
-}
-
 /* Formats into buf, cutting what does not fit: details and log values
  * are bounded on purpose. */
 void
@@ -267,7 +244,9 @@ smtp_open_finish(struct smtp_conn *conn, enum smtp_outcome outcome,
 	memset(&res, 0, sizeof(res));
 	res.outcome = outcome;
 	res.state = at;
-	if (r == NULL && outcome == SMTP_OK && conn->open_reply.code != 0)
+	/* Without a deciding reply (success, or a failure such as a missing
+	 * driver or a timeout) the last reply of the opening phase stands. */
+	if (r == NULL && conn->open_reply.code != 0)
 		r = &conn->open_reply;
 	if (r != NULL)
 		smtp_result_set_reply(&res, r);
@@ -294,7 +273,7 @@ smtp_open_reject(struct smtp_conn *conn, enum smtp_outcome outcome,
 
 	log_event(LOG_LEVEL_WARNING, conn->settings.id, conn->peer,
 	    "upstream.error", "state=%s detail=\"%s\"", smtp_state_name(at),
-	    smtp_log_quote(detail, quoted, sizeof(quoted)));
+	    log_quote(detail, quoted, sizeof(quoted)));
 
 	conn->dead = 1;
 	if (send_quit && smtp_command(conn, "QUIT\r\n") == 0)
@@ -432,7 +411,7 @@ smtp_lost(struct smtp_conn *conn, const char *reason)
 
 	log_event(LOG_LEVEL_NOTICE, conn->settings.id, conn->peer,
 	    "upstream.lost", "reason=\"%s\"",
-	    smtp_log_quote(reason, quoted, sizeof(quoted)));
+	    log_quote(reason, quoted, sizeof(quoted)));
 	smtp_mark_dead(conn);
 	if (!conn->closing && cb != NULL)
 		cb(conn, reason, conn->lost_arg);
@@ -481,7 +460,7 @@ smtp_fail_conn(struct smtp_conn *conn, enum smtp_outcome outcome,
 		log_event(LOG_LEVEL_WARNING, conn->settings.id, conn->peer,
 		    "upstream.error", "state=%s detail=\"%s\"",
 		    smtp_state_name(at),
-		    smtp_log_quote(detail, quoted, sizeof(quoted)));
+		    log_quote(detail, quoted, sizeof(quoted)));
 	smtp_mark_dead(conn);
 
 	if (conn->open_pending) {
@@ -918,7 +897,7 @@ smtp_open_defer_fail(struct smtp_conn *conn, enum smtp_outcome outcome,
 	log_event(LOG_LEVEL_WARNING, conn->settings.id, conn->peer,
 	    "upstream.error", "state=%s detail=\"%s\"",
 	    smtp_state_name(conn->state),
-	    smtp_log_quote(detail, quoted, sizeof(quoted)));
+	    log_quote(detail, quoted, sizeof(quoted)));
 	memset(&conn->deferred_result, 0, sizeof(conn->deferred_result));
 	conn->deferred_result.outcome = outcome;
 	conn->deferred_result.state = conn->state;

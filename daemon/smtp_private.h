@@ -111,7 +111,6 @@ struct smtp_conn {
 };
 
 /* smtp.c: helpers, state changes and the end of the opening phase. */
-const char *smtp_log_quote(const char *, char *buf, size_t len);
 void smtp_format(char *buf, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void smtp_result_set_reply(struct smtp_result *, const struct reply *);

@@ -442,7 +442,7 @@ smtp_tls_error_reason(struct smtp_conn *conn, char *reason, size_t len)
 		ERR_error_string_n(e, reason, len);
 		log_event(LOG_LEVEL_WARNING, conn->settings.id, conn->peer,
 		    "upstream.tls-error", "error=\"%s\"",
-		    smtp_log_quote(reason, quoted, sizeof(quoted)));
+		    log_quote(reason, quoted, sizeof(quoted)));
 	}
 	if (ERR_peek_error() != 0)
 		log_openssl_errors(LOG_LEVEL_WARNING, conn->settings.id,

@@ -108,7 +108,7 @@ smtp_txn_finish(struct smtp_conn *conn, enum smtp_state at, int clean)
 		    smtp_state_name(at), res.code,
 		    res.enhanced[0] != '\0' ? res.enhanced : "-", conn->nrcpt,
 		    res.refused, res.committed ? "yes" : "no",
-		    smtp_log_quote(res.text, quoted, sizeof(quoted)));
+		    log_quote(res.text, quoted, sizeof(quoted)));
 	}
 
 	if (!conn->dead) {
