@@ -627,8 +627,8 @@ session_status_row_cb(const struct pool_row *row, void *arg)
 	proto_buf_free(&buf);
 }
 
-/* Answers STATUS: one STATUS_ROW per pool key, then the daemon totals as
- * name=value extras of the REPLY. */
+/* Replies to STATUS: one STATUS_ROW per pool key, then the daemon totals
+ * as name=value extras of the REPLY. */
 static void
 session_status(struct session *s)
 {
@@ -1193,8 +1193,8 @@ session_cut_off(struct session *s)
 		s->wait = NULL;
 	}
 	if (s->send.conn != NULL) {
-		/* The server may or may not have the message; the client is
-		 * told it failed, never that it was sent. */
+		/* The server may or may not have the message; the client
+		 * gets a failure status, never a success. */
 		pool_release(s->server->pool, s->send.conn, 0);
 		s->send.conn = NULL;
 	}
