@@ -144,7 +144,7 @@ smtp_timeout_seconds(const struct smtp_conn *conn, enum smtp_state state)
 
 /* (Re)starts the timer of the current state; a state without a timeout
  * stops it. */
-static void
+void
 smtp_arm_timer(struct smtp_conn *conn)
 {
 	struct timeval tv;
@@ -654,10 +654,48 @@ smtp_dispatch(struct smtp_conn *conn, const struct reply *r)
 	}
 }
 
+/*
+ * Sends what the output buffer has with direct writes on a plain TCP
+ * connection, refilling it from the body while the socket takes
+ * everything.  Only when the socket is full is the bufferevent's write
+ * event armed, and the write callback takes over.  This spares the
+ * epoll_ctl(2) pair and the loop pass that arming the event costs for
+ * every command batch and every small body.  Every entry point of this
+ * module ends with a call, so no queued byte waits without a writer.
+ */
+void
+smtp_flush(struct smtp_conn *conn)
+{
+	struct evbuffer *output;
+	int n;
+
+	if (!conn->direct_write || conn->bev == NULL ||
+	    conn->state == SMTP_STATE_CLOSED)
+		return;
+	output = bufferevent_get_output(conn->bev);
+	while (evbuffer_get_length(output) > 0) {
+		n = evbuffer_write(output, bufferevent_getfd(conn->bev));
+		if (n < 0 || evbuffer_get_length(output) > 0) {
+			/* Full socket or an error: libevent retries the
+			 * write and reports an error through smtp_event_cb. */
+			bufferevent_enable(conn->bev, EV_WRITE);
+			return;
+		}
+		if (conn->state != SMTP_STATE_BODY)
+			break;
+		smtp_arm_timer(conn);
+		smtp_body_fill(conn);
+		if (conn->state == SMTP_STATE_CLOSED)
+			return;
+	}
+	bufferevent_disable(conn->bev, EV_WRITE);
+}
+
 void
 smtp_read_cb(struct bufferevent *bev, void *arg)
 {
 	smtp_read_input(arg);
+	smtp_flush(arg);
 }
 
 void
@@ -665,12 +703,15 @@ smtp_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct smtp_conn *conn = arg;
 
-	if (conn->state != SMTP_STATE_BODY)
+	if (conn->state != SMTP_STATE_BODY) {
+		smtp_flush(conn);
 		return;
+	}
 	/* Progress on the body restarts the data block timeout.  NOTE: it
 	 * bounds each refill of about 64 KiB, not each TCP send. */
 	smtp_arm_timer(conn);
 	smtp_body_fill(conn);
+	smtp_flush(conn);
 }
 
 /* Starts the SMTP dialogue once TCP (and TLS) is up. */
@@ -697,6 +738,12 @@ smtp_connected(struct smtp_conn *conn)
 		    "upstream.tls", "version=%s cipher=%s",
 		    SSL_get_version(conn->ssl),
 		    SSL_get_cipher_name(conn->ssl));
+	}
+	if (conn->ssl == NULL) {
+		/* The connect itself needed the write event; from here on
+		 * smtp_flush() writes. */
+		conn->direct_write = 1;
+		bufferevent_disable(conn->bev, EV_WRITE);
 	}
 	smtp_enter(conn, SMTP_STATE_GREETING);
 	/* The greeting may have arrived with the handshake. */
@@ -738,8 +785,8 @@ smtp_connect_failed(struct smtp_conn *conn, short what, int sockerr)
 		    "connection failed");
 }
 
-void
-smtp_event_cb(struct bufferevent *bev, short what, void *arg)
+static void
+smtp_event_handle(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_conn *conn = arg;
 	int sockerr = EVUTIL_SOCKET_ERROR();
@@ -798,8 +845,15 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
 		    "unknown error");
 }
 
+void
+smtp_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	smtp_event_handle(bev, what, arg);
+	smtp_flush(arg);
+}
+
 static void
-smtp_timeout_cb(evutil_socket_t fd, short what, void *arg)
+smtp_timeout_handle(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_conn *conn = arg;
 	unsigned seconds = smtp_timeout_seconds(conn, conn->state);
@@ -816,9 +870,16 @@ smtp_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	    smtp_state_name(conn->state), conn->peer);
 }
 
+static void
+smtp_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	smtp_timeout_handle(fd, what, arg);
+	smtp_flush(arg);
+}
+
 /* Delivers a result prepared before any I/O. */
 static void
-smtp_defer_cb(evutil_socket_t fd, short what, void *arg)
+smtp_defer_handle(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_conn *conn = arg;
 	struct smtp_result res = conn->deferred_result;
@@ -840,6 +901,13 @@ smtp_defer_cb(evutil_socket_t fd, short what, void *arg)
 		if (done_cb != NULL)
 			done_cb(conn, &res, done_arg);
 	}
+}
+
+static void
+smtp_defer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	smtp_defer_handle(fd, what, arg);
+	smtp_flush(arg);
 }
 
 static void
@@ -1029,6 +1097,7 @@ smtp_close(struct smtp_conn *conn, int send_quit)
 	    !conn->txn && conn->bev != NULL &&
 	    smtp_command(conn, "QUIT\r\n") == 0) {
 		smtp_enter(conn, SMTP_STATE_QUIT);
+		smtp_flush(conn);
 		return;
 	}
 	smtp_schedule_free(conn);

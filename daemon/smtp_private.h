@@ -75,6 +75,10 @@ struct smtp_conn {
 	int			 dead;		/* unusable; no new work */
 	int			 closing;	/* smtp_close() was called */
 	int			 rset_pending;	/* last transaction unclean */
+	/* Plain TCP after connect: bytes go out from smtp_flush() with a
+	 * direct write, and the bufferevent's write event is armed only
+	 * when the socket does not take them all. */
+	int			 direct_write;
 
 	int			 open_pending;	/* open_cb not fired yet */
 	smtp_open_cb		*open_cb;
@@ -137,6 +141,9 @@ void smtp_on_data(struct smtp_conn *, const struct reply *);
 void smtp_on_body_reply(struct smtp_conn *, const struct reply *);
 void smtp_on_data_done(struct smtp_conn *, const struct reply *);
 void smtp_body_fill(struct smtp_conn *);
+/* smtp.c */
+void smtp_flush(struct smtp_conn *);
+void smtp_arm_timer(struct smtp_conn *);
 void smtp_txn_finish(struct smtp_conn *, enum smtp_state at, int clean);
 void smtp_txn_clear(struct smtp_conn *);
 

@@ -320,6 +320,10 @@ smtp_starttls_handshake(struct smtp_conn *conn)
 		return;
 	}
 
+	/* The filter writes through the socket bufferevent, which needs
+	 * its own write event again. */
+	conn->direct_write = 0;
+	bufferevent_enable(sock, EV_WRITE);
 	bufferevent_incref(sock);
 	tls = bufferevent_openssl_filter_new(conn->settings.base, sock, ssl,
 	    BUFFEREVENT_SSL_CONNECTING, opts);

@@ -608,12 +608,14 @@ smtp_send(struct smtp_conn *conn, struct mail *m, smtp_done_cb *cb,
 	if (conn->rset_pending) {
 		if (smtp_command(conn, "RSET\r\n") == 0) {
 			smtp_enter(conn, SMTP_STATE_RSET);
+			smtp_flush(conn);
 			return 0;
 		}
 		conn->result.outcome = SMTP_SPOOL_ERROR;
 		snprintf(conn->result.detail, sizeof(conn->result.detail),
 		    "out of memory queuing RSET");
 	} else if (smtp_send_envelope(conn) == 0) {
+		smtp_flush(conn);
 		return 0;
 	}
 
