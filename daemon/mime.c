@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
 #include "mime.h"
 
 /* Encoded lines (base64, quoted-printable) stay within 76 characters. */
@@ -775,9 +777,10 @@ mime_mix64(uint64_t x)
 }
 
 /*
- * Writes 2 * nbytes hex digits and a NUL from the OS random source.  If
- * getrandom() fails, the clock, the process id and a counter fill in,
- * which rarely repeat but are guessable.
+ * Writes 2 * nbytes hex digits and a NUL from OpenSSL's random generator,
+ * which is seeded from the OS and makes no system call per message, or
+ * from getrandom() when it fails.  If both fail, the clock, the process id
+ * and a counter fill in, which rarely repeat but are guessable.
  */
 static void
 mime_random_hex(char *out, size_t nbytes)
@@ -789,6 +792,8 @@ mime_random_hex(char *out, size_t nbytes)
 
 	if (nbytes > sizeof(raw))
 		nbytes = sizeof(raw);
+	if (RAND_bytes(raw, (int)nbytes) == 1)
+		have = nbytes;
 	for (tries = 0; have < nbytes && tries < 8; tries++) {
 		ssize_t got = getrandom(raw + have, nbytes - have, 0);
 
