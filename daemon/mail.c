@@ -547,9 +547,23 @@ static size_t
 mail_crlf_encode(struct mail_crlf *c, const unsigned char *in, size_t len,
     char *out)
 {
-	size_t i, n = 0;
+	size_t i, n = 0, run;
 
 	for (i = 0; i < len; i++) {
+		/* Bytes other than CR and LF are copied as a run. */
+		if (!c->pending_cr) {
+			for (run = i; run < len && in[run] != '\r' &&
+			    in[run] != '\n'; run++)
+				;
+			if (run > i) {
+				memcpy(out + n, in + i, run - i);
+				n += run - i;
+				c->line_start = 0;
+				i = run;
+				if (i == len)
+					break;
+			}
+		}
 		if (c->pending_cr) {
 			c->pending_cr = 0;
 			out[n++] = '\r';
