@@ -60,4 +60,9 @@ int		cli_send(int, char *[]);
 int		cli_shell(int, char *[]);
 int		cli_status_command(const char *, int, char *[]);
 
+/* Reads at most max + 1 bytes of fd into buf (max + 1 bytes long), so a
+ * length over max shows the file is too long.  Returns 0 or the errno of
+ * the failed read; *lenp gets the bytes read either way. */
+int	cli_read_up_to(int fd, char *buf, size_t max, size_t *lenp);
+
 #endif /* SMTPOOL_CLI_H */

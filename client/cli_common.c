@@ -9,10 +9,12 @@
  * of memory is not masked.
  */
 #include <getopt.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sysexits.h>
 
 #include "smtpool.h"
@@ -245,4 +247,23 @@ cli_bad_option(const char *cmd, int c, char *const argv[])
 		cli_error("unknown option %s; see smtpool%s%s --help", opt,
 		    prefix, cmd);
 	return EX_USAGE;
+}
+
+int
+cli_read_up_to(int fd, char *buf, size_t max, size_t *lenp)
+{
+	size_t	len = 0;
+	ssize_t	n = 0;
+
+	/* Read one byte past the limit to tell a full file from a long one. */
+	while (len < max + 1) {
+		n = read(fd, buf + len, max + 1 - len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	*lenp = len;
+	return n == -1 ? errno : 0;
 }

@@ -390,7 +390,6 @@ cli_read_secret_file(const char *option, const char *path, char *buf,
     size_t *lenp)
 {
 	size_t	len = 0;
-	ssize_t	n = 0;
 	int	fd, errnum;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
@@ -398,16 +397,7 @@ cli_read_secret_file(const char *option, const char *path, char *buf,
 		    strerror(errno));
 		return EX_NOINPUT;
 	}
-	/* Read one byte past the limit to tell a full file from a long one. */
-	while (len < CLI_MAX_SECRET_FILE + 1) {
-		n = read(fd, buf + len, CLI_MAX_SECRET_FILE + 1 - len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	errnum = n == -1 ? errno : 0;
+	errnum = cli_read_up_to(fd, buf, CLI_MAX_SECRET_FILE, &len);
 	close(fd);
 	buf[len] = '\0';
 

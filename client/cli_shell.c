@@ -244,7 +244,6 @@ cli_arg_resolve(struct cli_call *call, size_t i, const char **out,
 	const char	*path;
 	char		*buf;
 	size_t		 len = 0;
-	ssize_t		 n;
 	int		 fd, errnum;
 
 	*owned = NULL;
@@ -283,16 +282,7 @@ cli_arg_resolve(struct cli_call *call, size_t i, const char **out,
 		cli_line_error(call->lineno, "out of memory for \"%s\"", path);
 		return EX_OSERR;
 	}
-	/* Read one byte past the limit to tell a full file from a long one. */
-	while (len < CLI_MAX_LOADED + 1) {
-		n = read(fd, buf + len, CLI_MAX_LOADED + 1 - len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	errnum = n == -1 ? errno : 0;
+	errnum = cli_read_up_to(fd, buf, CLI_MAX_LOADED, &len);
 	close(fd);
 
 	if (errnum != 0) {
