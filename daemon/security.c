@@ -263,7 +263,8 @@ security_copy(struct security *dst, const struct security *src)
 	return 0;
 }
 
-/* Returns 1 when s holds a CR, LF or NUL-free value usable on the wire. */
+/* Returns 1 when s has no control character, so it is usable on the
+ * wire. */
 static int
 security_value_clean(const char *s)
 {

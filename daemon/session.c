@@ -5,7 +5,7 @@
  * Requests are handled one at a time.  While a request waits for the pool
  * or an upstream transaction, frames that arrive stay in the input buffer
  * unparsed; its read high-water mark makes libevent stop reading once it
- * holds one maximum frame, so a client cannot queue unbounded input.
+ * contains one maximum frame, so a client cannot queue unbounded input.
  * Reading itself stays enabled, which detects a client that goes away
  * while it waits and saves two epoll_ctl(2) calls per request.
  *

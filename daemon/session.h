@@ -3,7 +3,7 @@
  * of one UPOPMAIL instance: its logon state, the message being sent and
  * the details of its last SMTP exchange.
  *
- * A session reads frames, answers each request with exactly one reply, and
+ * A session reads frames, replies to each request exactly once, and
  * drops the client after a protocol error.  It is freed from a zero-delay
  * event once the client is gone and no upstream work refers to it.
  */

@@ -245,7 +245,7 @@ smtp_open_finish(struct smtp_conn *conn, enum smtp_outcome outcome,
 	res.outcome = outcome;
 	res.state = at;
 	/* Without a deciding reply (success, or a failure such as a missing
-	 * driver or a timeout) the last reply of the opening phase stands. */
+	 * driver or a timeout) the last reply of the opening phase is reported. */
 	if (r == NULL && conn->open_reply.code != 0)
 		r = &conn->open_reply;
 	if (r != NULL)
